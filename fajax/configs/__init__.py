@@ -1,0 +1,1 @@
+"""Base configs shared by the experiment files in experiments/."""

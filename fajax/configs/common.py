@@ -1,0 +1,42 @@
+"""Fields every experiment has, with defaults; a column's base config overrides some."""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+
+  # The learning rule (fajax.methods.METHODS) and its switches.
+  config.method = 'bp'
+  # Norm control per output filter (all axes but the last) instead of over the whole tensor.
+  config.norm_per_output_filter = False
+
+  config.dataset = ''
+  # Folder holding the raw datasets (e.g. mnist/); '' reads $FAJAX_DATA_DIR, and when that is
+  # unset too, the prepared TFDS dataset.
+  config.data_dir = ''
+  # Use only the first N examples of a split; 0 uses the whole split.
+  config.train_examples_limit = 0
+  config.eval_examples_limit = 0
+
+  config.model = ''
+
+  config.optimizer = 'sgd'  # 'sgd' (with momentum) or 'adam'
+  config.learning_rate = 0.1
+  config.momentum = 0.9  # SGD only
+  config.weight_decay = 0.0  # on kernels only, not biases; never on feedback weights
+  config.lr_schedule = 'cosine'  # 'constant' or 'cosine' (decays to 0 at the last step)
+  config.warmup_steps = 0  # linear warm-up from 0, before the schedule
+
+  config.batch_size = 128
+  config.eval_batch_size = 1000
+  config.num_epochs = 10
+  config.num_train_steps = -1  # when > 0, train this many steps instead of num_epochs
+
+  config.log_every_steps = 100
+  config.eval_every_epochs = 1  # and always after the last step
+  config.checkpoint_every_steps = 1000  # and always after the last step
+  config.checkpoints_to_keep = 2
+
+  config.seed = 0
+  return config

@@ -1,0 +1,30 @@
+"""LeNet-5 (LeCun et al. 1998) with ReLU and max pooling, every layer a feedback layer."""
+
+import jax
+from flax import nnx
+
+from fajax.layers import FeedbackConv, FeedbackDense
+
+
+def max_pool_2x2(x: jax.Array) -> jax.Array:
+  n, h, w, c = x.shape
+  return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
+class LeNet5(nnx.Module):
+  """conv 6·5×5 → pool → conv 16·5×5 → pool → conv 120·5×5 → FC 84 → FC classes, on 32×32."""
+
+  def __init__(self, num_classes: int = 10, in_channels: int = 1, *, rngs: nnx.Rngs):
+    self.conv1 = FeedbackConv(in_channels, 6, (5, 5), rngs=rngs)
+    self.conv2 = FeedbackConv(6, 16, (5, 5), rngs=rngs)
+    self.conv3 = FeedbackConv(16, 120, (5, 5), rngs=rngs)
+    self.fc1 = FeedbackDense(120, 84, rngs=rngs)
+    self.fc2 = FeedbackDense(84, num_classes, rngs=rngs)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x = max_pool_2x2(nnx.relu(self.conv1(x)))
+    x = max_pool_2x2(nnx.relu(self.conv2(x)))
+    x = nnx.relu(self.conv3(x))
+    x = x.reshape(x.shape[0], -1)
+    x = nnx.relu(self.fc1(x))
+    return self.fc2(x)

@@ -1,0 +1,330 @@
+"""Training and evaluation: small pure step functions and one linear loop.
+
+    state = create_train_state(config, num_classes)
+    state, metrics = train_step(state, images, labels, model=..., optimizer=..., rule=...)
+    sums = eval_step(state, images, labels, mask, model=...)
+    final_metrics = train_and_evaluate(config, workdir)
+"""
+
+import dataclasses
+import functools
+import json
+import os
+import time
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from flax import nnx
+from flax import traverse_util
+
+from fajax import datasets
+from fajax import methods
+from fajax import models
+from fajax import rules
+from fajax.errors import ConfigError
+from fajax.layers import Feedback
+
+OPTIMIZERS = ('sgd', 'adam')
+LR_SCHEDULES = ('constant', 'cosine')
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: dict  # the model's nnx.Param state as a nested dict: W and biases
+  feedback: dict  # layer name → that layer's feedback weights B
+  opt_state: optax.OptState
+  rule_state: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+  """The model's structure (static under jit) and how raw batches become its inputs."""
+
+  graphdef: nnx.GraphDef
+  preprocess: Any
+
+  def apply(self, params: dict, feedback: dict, raw_images: jax.Array) -> jax.Array:
+    nested = traverse_util.unflatten_dict(
+        {(*layer.split('/'), 'feedback'): b for layer, b in feedback.items()}
+    )
+    return nnx.merge(self.graphdef, params, nested)(self.preprocess(raw_images))
+
+
+def _choose(name: str, value: str, choices) -> None:
+  if value not in choices:
+    raise ConfigError(f"unknown {name} '{value}'; choose one of: {', '.join(choices)}")
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError, naming the field and the valid values, for a config that cannot run."""
+  _choose('method', config.method, methods.METHODS)
+  _choose('dataset', config.dataset, datasets.LOADERS)
+  _choose('model', config.model, models.MODELS)
+  _choose('optimizer', config.optimizer, OPTIMIZERS)
+  _choose('lr_schedule', config.lr_schedule, LR_SCHEDULES)
+  for field in ('batch_size', 'eval_batch_size', 'log_every_steps', 'eval_every_epochs',
+                'checkpoint_every_steps', 'checkpoints_to_keep'):
+    if config[field] <= 0:
+      raise ConfigError(f'{field} must be positive, got {config[field]}')
+  if config.num_train_steps <= 0 and config.num_epochs <= 0:
+    raise ConfigError('set num_epochs or num_train_steps to a positive number of steps')
+  if config.learning_rate <= 0:
+    raise ConfigError(f'learning_rate must be positive, got {config.learning_rate}')
+
+
+def layer_kernels(params: dict, feedback: dict) -> dict:
+  """W of every feedback layer, keyed like `feedback`."""
+  flat = traverse_util.flatten_dict(params, sep='/')
+  return {layer: flat[f'{layer}/kernel'] for layer in feedback}
+
+
+def create_optimizer(config, total_steps: int) -> tuple[optax.GradientTransformation, Any]:
+  """The optimizer and its learning-rate schedule (a function of the step)."""
+  decay_steps = max(total_steps - config.warmup_steps, 1)
+  if config.lr_schedule == 'cosine':
+    schedule = optax.cosine_decay_schedule(config.learning_rate, decay_steps)
+  else:
+    schedule = optax.constant_schedule(config.learning_rate)
+  if config.warmup_steps:
+    warmup = optax.linear_schedule(0.0, config.learning_rate, config.warmup_steps)
+    schedule = optax.join_schedules([warmup, schedule], [config.warmup_steps])
+  kernels_only = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
+  if config.optimizer == 'adam':
+    tx = optax.adamw(schedule, weight_decay=config.weight_decay, mask=kernels_only)
+  else:
+    tx = optax.chain(
+        optax.add_decayed_weights(config.weight_decay, mask=kernels_only),
+        optax.sgd(schedule, momentum=config.momentum or None),
+    )
+  return tx, schedule
+
+
+def create_train_state(
+    config, num_classes: int, preprocess, optimizer, rule
+) -> tuple[Model, TrainState]:
+  """The model's structure and its initial state, created inside `jax.jit`.
+
+  Creating the state under jit gives every leaf its own buffer (B = W for BP is a copy, not an
+  alias of W), so the train step can donate the whole state.
+  """
+
+  def split(network):
+    graphdef, params, feedback = nnx.split(network, nnx.Param, Feedback)
+    flat_feedback = traverse_util.flatten_dict(nnx.to_pure_dict(feedback))
+    return graphdef, nnx.to_pure_dict(params), {'/'.join(k[:-1]): b for k, b in flat_feedback.items()}
+
+  def build_network():
+    params_key, feedback_key = jax.random.split(jax.random.key(config.seed))
+    rngs = nnx.Rngs(params=params_key, feedback=feedback_key)
+    return models.create(config.model, num_classes, rngs)
+
+  def init():
+    _, params, feedback = split(build_network())
+    kernels = layer_kernels(params, feedback)
+    rule_state = rule.init(kernels)
+    feedback, rule_state = rule.update(feedback, rule_state, kernels)
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        feedback=feedback,
+        opt_state=optimizer.init(params),
+        rule_state=rule_state,
+    )
+
+  graphdef, _, _ = split(nnx.eval_shape(build_network))
+  return Model(graphdef, preprocess), jax.jit(init)()
+
+
+def _loss_and_error(logits, labels):
+  loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  wrong = (jnp.argmax(logits, -1) != labels).astype(jnp.float32)
+  return loss, wrong
+
+
+def train_step(
+    state: TrainState,
+    images: jax.Array,
+    labels: jax.Array,
+    *,
+    model: Model,
+    optimizer: optax.GradientTransformation,
+    rule: rules.FeedbackRule,
+) -> tuple[TrainState, dict]:
+  """One optimizer step on W and biases, then the feedback rule's update of B."""
+
+  def loss_fn(params):
+    logits = model.apply(params, state.feedback, images)
+    loss, wrong = _loss_and_error(logits, labels)
+    return loss.mean(), wrong.mean()
+
+  (loss, error), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  feedback, rule_state = rule.update(
+      state.feedback, state.rule_state, layer_kernels(params, state.feedback)
+  )
+  new_state = TrainState(state.step + 1, params, feedback, opt_state, rule_state)
+  return new_state, {'train/loss': loss, 'train/top1_error': 100.0 * error}
+
+
+def eval_step(state: TrainState, images, labels, mask, *, model: Model) -> dict:
+  """Sums of loss and errors over the examples where `mask` is 1 (padding is 0)."""
+  loss, wrong = _loss_and_error(model.apply(state.params, state.feedback, images), labels)
+  return {'loss': jnp.sum(loss * mask), 'errors': jnp.sum(wrong * mask), 'count': jnp.sum(mask)}
+
+
+def evaluate(eval_fn, state, images: jax.Array, labels: jax.Array, batch_size: int) -> dict:
+  """Loss and top-1 error (%) over a whole split, the last batch padded and masked."""
+  n = len(labels)
+  totals = []
+  for start in range(0, n, batch_size):
+    idx = np.arange(start, start + batch_size)
+    mask = (idx < n).astype(np.float32)
+    idx = np.minimum(idx, n - 1)
+    totals.append(eval_fn(state, images[idx], labels[idx], mask))
+  totals = jax.device_get(totals)
+  count = sum(t['count'] for t in totals)
+  return {
+      'eval/loss': float(sum(t['loss'] for t in totals) / count),
+      'eval/top1_error': float(100.0 * sum(t['errors'] for t in totals) / count),
+  }
+
+
+class MetricsLog:
+  """`metrics.jsonl` in the workdir: one JSON object per line, each with its "step"."""
+
+  def __init__(self, workdir: str | None):
+    self.path = os.path.join(workdir, 'metrics.jsonl') if workdir else None
+
+  def truncate_after(self, step: int) -> None:
+    """Drops lines a killed run wrote past its last checkpoint, which a resume will redo."""
+    if not self.path or not os.path.exists(self.path):
+      return
+    with open(self.path) as f:
+      kept = [line for line in f if line.strip() and json.loads(line)['step'] <= step]
+    with open(self.path, 'w') as f:
+      f.writelines(kept)
+
+  def write(self, step: int, metrics: dict) -> None:
+    if self.path:
+      with open(self.path, 'a') as f:
+        f.write(json.dumps({'step': step, **metrics}) + '\n')
+
+
+def _format_duration(seconds: float) -> str:
+  minutes, seconds = divmod(int(seconds), 60)
+  return f'{minutes // 60}:{minutes % 60:02d}:{seconds:02d}'
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | None) -> dict:
+  """Trains and evaluates the model of `config`; returns the final metrics.
+
+  With a workdir, writes config.json, metrics.jsonl and checkpoints there, and resumes from the
+  latest checkpoint when one exists.
+  """
+  validate_config(config)
+  data = datasets.load(config)
+  num_train = len(data.train_labels)
+  if num_train < config.batch_size:
+    raise ConfigError(
+        f'batch_size {config.batch_size} is larger than the {num_train} training examples'
+    )
+  steps_per_epoch = num_train // config.batch_size
+  total_steps = (
+      config.num_train_steps if config.num_train_steps > 0
+      else config.num_epochs * steps_per_epoch
+  )
+
+  optimizer, schedule = create_optimizer(config, total_steps)
+  rule = methods.feedback_rule(config)
+  model, state = create_train_state(
+      config, data.num_classes, data.preprocess, optimizer, rule
+  )
+
+  checkpoints = None
+  log = MetricsLog(workdir)
+  if workdir:
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=2))
+    checkpoints = ocp.CheckpointManager(
+        os.path.join(os.path.abspath(workdir), 'checkpoints'),
+        options=ocp.CheckpointManagerOptions(max_to_keep=config.checkpoints_to_keep),
+    )
+    if checkpoints.latest_step() is not None:
+      restored_step = checkpoints.latest_step()
+      state = checkpoints.restore(restored_step, args=ocp.args.StandardRestore(state))
+      log.truncate_after(restored_step)
+      print(f'Resumed from the checkpoint at step {restored_step} in {workdir}', flush=True)
+
+  train_images = jax.device_put(data.train_images)
+  train_labels = jax.device_put(data.train_labels)
+  test_images = jax.device_put(data.test_images)
+  test_labels = jax.device_put(data.test_labels)
+
+  @functools.partial(jax.jit, donate_argnums=0)
+  def train_on_batch(state, images, labels, epoch_batches, index_in_epoch):
+    idx = epoch_batches[index_in_epoch]
+    return train_step(
+        state, images[idx], labels[idx], model=model, optimizer=optimizer, rule=rule
+    )
+
+  eval_fn = jax.jit(functools.partial(eval_step, model=model))
+
+  step = int(state.step)
+  epoch_of_batches, batches = -1, None
+  pending = []
+  interval_start, interval_step = time.perf_counter(), step
+  eval_metrics = {}
+  while step < total_steps:
+    epoch, index_in_epoch = divmod(step, steps_per_epoch)
+    if epoch != epoch_of_batches:
+      epoch_of_batches = epoch
+      batches = jax.device_put(
+          datasets.epoch_batches(num_train, config.batch_size, config.seed, epoch)
+      )
+    state, metrics = train_on_batch(state, train_images, train_labels, batches, index_in_epoch)
+    pending.append(metrics)
+    step += 1
+
+    line = {}
+    if step % config.log_every_steps == 0 or step == total_steps:
+      means = jax.tree.map(lambda *xs: float(np.mean(xs)), *jax.device_get(pending))
+      pending = []
+      line.update(means, **{'train/learning_rate': float(schedule(step - 1))})
+      now = time.perf_counter()
+      rate = (step - interval_step) / (now - interval_start)
+      interval_start, interval_step = now, step
+      print(
+          f'step {step}/{total_steps} | {rate:.1f} steps/s | '
+          f'ETA {_format_duration((total_steps - step) / rate)} | '
+          f"loss {means['train/loss']:.4f} | error {means['train/top1_error']:.2f}%",
+          flush=True,
+      )
+    eval_due = step % (steps_per_epoch * config.eval_every_epochs) == 0
+    if eval_due or step == total_steps:
+      eval_metrics = evaluate(eval_fn, state, test_images, test_labels, config.eval_batch_size)
+      line.update(eval_metrics)
+      print(
+          f"step {step}/{total_steps} | eval loss {eval_metrics['eval/loss']:.4f} | "
+          f"eval error {eval_metrics['eval/top1_error']:.2f}%",
+          flush=True,
+      )
+    if line:
+      log.write(step, line)
+    if checkpoints and (step % config.checkpoint_every_steps == 0 or step == total_steps):
+      checkpoints.save(step, args=ocp.args.StandardSave(state))
+
+  if not eval_metrics:  # resumed after the last step: nothing trained, report the result
+    eval_metrics = evaluate(eval_fn, state, test_images, test_labels, config.eval_batch_size)
+  if checkpoints:
+    checkpoints.wait_until_finished()
+    checkpoints.close()
+  return {'step': step, **eval_metrics}

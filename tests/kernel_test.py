@@ -1,0 +1,111 @@
+"""The feedback kernel against independently computed known answers."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from fajax import kernel
+
+CONV_SETTINGS = [
+    dict(strides=(1, 1), padding='VALID'),
+    dict(strides=(2, 2), padding='SAME'),
+    dict(strides=(1, 2), padding=((2, 1), (0, 3)), rhs_dilation=(2, 1)),
+    dict(strides=(1, 1), padding='SAME', feature_group_count=2),
+    dict(strides=(2, 1), padding='VALID', feature_group_count=4),  # depthwise
+]
+
+
+def _conv_case(settings):
+  groups = settings.get('feature_group_count', 1)
+  op = functools.partial(kernel.conv, **settings)
+  keys = jax.random.split(jax.random.key(0), 3)
+  x = jax.random.normal(keys[0], (3, 9, 8, 4))
+  w = jax.random.normal(keys[1], (3, 3, 4 // groups, 8))
+  b = jax.random.normal(keys[2], w.shape)
+  return op, x, w, b
+
+
+def _dense_case():
+  keys = jax.random.split(jax.random.key(1), 3)
+  x = jax.random.normal(keys[0], (5, 7))
+  w = jax.random.normal(keys[1], (7, 3))
+  b = jax.random.normal(keys[2], w.shape)
+  return kernel.dense, x, w, b
+
+
+CASES = [pytest.param(_dense_case, id='dense')] + [
+    pytest.param(functools.partial(_conv_case, s), id=f'conv{i}')
+    for i, s in enumerate(CONV_SETTINGS)
+]
+
+
+def _loss(y):
+  return jnp.sum(jnp.sin(y) * jnp.arange(y.size).reshape(y.shape) / y.size)
+
+
+@pytest.mark.parametrize('case', CASES)
+def test_with_b_equal_w_gradients_are_exactly_backprop(case):
+  op, x, w, _ = case()
+  fb = jax.grad(lambda x, w: _loss(kernel.feedback_op(op, x, w, w)), argnums=(0, 1))(x, w)
+  bp = jax.grad(lambda x, w: _loss(op(x, w)), argnums=(0, 1))(x, w)
+  np.testing.assert_array_equal(fb[0], bp[0])
+  np.testing.assert_array_equal(fb[1], bp[1])
+
+
+@pytest.mark.parametrize('case', CASES)
+def test_with_random_b_input_cotangent_is_transposed_op_with_b(case):
+  op, x, w, b = case()
+  y, dy = op(x, w), jax.grad(_loss)(op(x, w))
+  dx = jax.grad(lambda x: _loss(kernel.feedback_op(op, x, w, b)))(x)
+  # Independent answer: <op(x, B), dy> is linear in x, so its gradient is op_x^T(dy; B).
+  expected = jax.grad(lambda x: jnp.vdot(op(x, b), dy))(x)
+  assert y.shape == dy.shape
+  np.testing.assert_allclose(dx, expected, rtol=1e-5, atol=1e-5)
+  # and it is not what BP propagates.
+  assert not np.allclose(dx, jax.grad(lambda x: _loss(op(x, w)))(x), atol=1e-3)
+
+
+@pytest.mark.parametrize('case', CASES)
+def test_with_random_b_weight_gradient_is_backprops_and_b_gets_none(case):
+  op, x, w, b = case()
+  dw, db = jax.grad(lambda w, b: _loss(kernel.feedback_op(op, x, w, b)), argnums=(0, 1))(w, b)
+  np.testing.assert_array_equal(dw, jax.grad(lambda w: _loss(op(x, w)))(w))
+  np.testing.assert_array_equal(db, np.zeros_like(b))
+
+
+def test_dense_matches_hand_written_transposes():
+  _, x, w, b = _dense_case()
+  dy = jax.random.normal(jax.random.key(2), (5, 3))
+  _, vjp = jax.vjp(lambda x, w: kernel.feedback_op(kernel.dense, x, w, b), x, w)
+  dx, dw = vjp(dy)
+  np.testing.assert_allclose(dx, dy @ b.T, rtol=1e-6)
+  np.testing.assert_allclose(dw, x.T @ dy, rtol=1e-6)
+
+
+def test_works_under_jit_and_vmap():
+  op, x, w, b = _conv_case(CONV_SETTINGS[1])
+  # A loss that is a sum over examples, so per-example gradients add up to the batch's.
+  loss = lambda x, w: jnp.sum(jnp.sin(kernel.feedback_op(op, x, w, b)))
+  grad_fn = jax.grad(loss, argnums=(0, 1))
+  per_example = jax.jit(jax.vmap(grad_fn, in_axes=(0, None)))(x[:, None], w)
+  whole = grad_fn(x, w)
+  np.testing.assert_allclose(per_example[0][:, 0], whole[0], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(per_example[1].sum(0), whole[1], rtol=1e-4, atol=1e-4)
+
+
+def test_second_order_through_the_weight_gradient():
+  # grad of a function of dW: the custom backward is itself differentiable in x.
+  _, x, w, b = _dense_case()
+  inner = lambda x: jnp.sum(jax.grad(lambda w: _loss(kernel.feedback_op(kernel.dense, x, w, b)))(w) ** 2)
+  expected = lambda x: jnp.sum(jax.grad(lambda w: _loss(kernel.dense(x, w)))(w) ** 2)
+  np.testing.assert_allclose(jax.grad(inner)(x), jax.grad(expected)(x), rtol=1e-4, atol=1e-5)
+
+
+def test_conv_matches_lax_directly():
+  op, x, w, _ = _conv_case(CONV_SETTINGS[0])
+  direct = lax.conv_general_dilated(x, w, (1, 1), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  np.testing.assert_array_equal(op(x, w), direct)

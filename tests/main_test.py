@@ -1,0 +1,124 @@
+"""End to end: the CLI and `fajax.train` on a slice of the real MNIST."""
+
+import glob
+import importlib.util
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+import fajax
+from fajax import training
+from fajax.configs import mnist
+from fajax.errors import ConfigError
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+SMALL_RUN = [
+    '--config.train_examples_limit=2048',
+    '--config.eval_examples_limit=500',
+    '--config.batch_size=64',
+    '--config.num_train_steps=20',
+    '--config.log_every_steps=5',
+    '--config.checkpoint_every_steps=10',
+]
+
+
+def _cli(config, workdir, *overrides, data_dir=None):
+  env = dict(os.environ)
+  if data_dir:
+    env['FAJAX_DATA_DIR'] = data_dir
+  return subprocess.run(
+      [sys.executable, '-m', 'fajax.main', f'--config={REPO / "experiments" / config}',
+       f'--workdir={workdir}', *overrides],
+      capture_output=True, text=True, env=env, cwd=REPO, timeout=600,
+  )
+
+
+def _metrics(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [json.loads(line) for line in f]
+
+
+def test_cli_trains_writes_outputs_and_resumes_exactly(tmp_path, mnist_data_dir):
+  full, resumed = tmp_path / 'full', tmp_path / 'resumed'
+  first = _cli('mnist_fa_usf_sn.py', full, *SMALL_RUN, data_dir=mnist_data_dir)
+  assert first.returncode == 0, first.stderr
+  assert 'steps/s' in first.stdout and 'Done at step 20' in first.stdout
+
+  config = json.loads((full / 'config.json').read_text())
+  assert config['method'] == 'fa_usf_sn' and config['num_train_steps'] == 20
+  lines = _metrics(full)
+  assert [l['step'] for l in lines] == [5, 10, 15, 20]
+  for key in ('train/loss', 'train/top1_error', 'eval/loss', 'eval/top1_error'):
+    assert key in lines[-1]
+  assert lines[-1]['eval/top1_error'] < 90  # 20 small steps already beat chance
+  assert sorted(os.listdir(full / 'checkpoints')) == ['10', '20']
+
+  # Interrupt a copy after step 10: drop its last checkpoint and the log lines after it.
+  shutil.copytree(full, resumed)
+  shutil.rmtree(resumed / 'checkpoints' / '20')
+  with open(resumed / 'metrics.jsonl', 'a') as f:
+    f.write(json.dumps({'step': 15, 'train/loss': -1.0}) + '\n')
+  again = _cli('mnist_fa_usf_sn.py', resumed, *SMALL_RUN, data_dir=mnist_data_dir)
+  assert again.returncode == 0, again.stderr
+  assert 'Resumed from the checkpoint at step 10' in again.stdout
+  assert _metrics(resumed) == lines  # the same steps, the same numbers, no duplicates
+
+  # The same command once more: nothing left to train, the same result.
+  done = _cli('mnist_fa_usf_sn.py', resumed, *SMALL_RUN, data_dir=mnist_data_dir)
+  assert 'Resumed from the checkpoint at step 20' in done.stdout
+  assert f"test error {lines[-1]['eval/top1_error']:.2f}%" in done.stdout
+
+
+def test_cli_rejects_a_mistyped_override(tmp_path):
+  result = _cli('mnist_bp.py', tmp_path, '--config.num_epoch=1')
+  assert result.returncode != 0
+  assert 'num_epoch' in result.stderr
+
+
+def test_cli_unknown_method_is_one_line_without_traceback(tmp_path):
+  result = _cli('mnist_bp.py', tmp_path, '--config.method=backprop')
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines() == [
+      "fajax: error: unknown method 'backprop'; choose one of: bp, fa, fa_usf_init, fa_usf_sn"]
+
+
+def test_cli_missing_data_directory_is_a_clear_error(tmp_path):
+  result = _cli('mnist_bp.py', tmp_path / 'w', f'--config.data_dir={tmp_path / "none"}')
+  assert result.returncode == 2
+  assert 'Traceback' not in result.stderr
+  assert f'{tmp_path / "none" / "mnist"} does not exist' in result.stderr
+
+
+def test_train_returns_final_metrics_and_writes_nothing_without_workdir(
+    tmp_path, mnist_data_dir, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  config = mnist.get_config('bp')
+  config.update(dict(data_dir=mnist_data_dir, num_train_steps=10, batch_size=32,
+                     train_examples_limit=512, eval_examples_limit=300, eval_batch_size=128))
+  metrics = fajax.train(config)
+  assert metrics['step'] == 10
+  assert 0 <= metrics['eval/top1_error'] <= 100 and metrics['eval/loss'] > 0
+  assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize('path', sorted(glob.glob(str(REPO / 'experiments' / '*.py'))),
+                         ids=os.path.basename)
+def test_every_experiment_config_loads_and_validates(path):
+  spec = importlib.util.spec_from_file_location('experiment', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config()
+  training.validate_config(config)
+  assert os.path.basename(path) == f'{config.dataset}_{config.method}.py'
+
+
+def test_validate_config_names_the_bad_field():
+  config = mnist.get_config('bp')
+  config.batch_size = 0
+  with pytest.raises(ConfigError, match='batch_size must be positive'):
+    training.validate_config(config)

@@ -1,0 +1,112 @@
+"""MNIST readers: the real IDX files, generated broken files, and TFDS mock data."""
+
+import gzip
+import os
+import struct
+
+import numpy as np
+import pytest
+
+from fajax.datasets import mnist
+from fajax.errors import DataError
+
+
+def _idx_bytes(magic, array):
+  header = struct.pack('>I', magic) + b''.join(struct.pack('>I', d) for d in array.shape)
+  return header + array.astype(np.uint8).tobytes()
+
+
+def _write_mnist(root, num_train=60000, num_test=10000, images_magic=2051, gz=True):
+  directory = root / 'mnist'
+  directory.mkdir()
+  rng = np.random.default_rng(0)
+  for split, n in (('train', num_train), ('test', num_test)):
+    images_name, labels_name, _ = mnist.FILES[split]
+    files = {
+        images_name: _idx_bytes(images_magic, rng.integers(0, 256, (n, 28, 28))),
+        labels_name: _idx_bytes(2049, rng.integers(0, 10, n)),
+    }
+    for name, data in files.items():
+      if gz:
+        with gzip.open(directory / (name + '.gz'), 'wb') as f:
+          f.write(data)
+      else:
+        (directory / name).write_bytes(data)
+  return directory
+
+
+def test_real_mnist_loads_with_known_shapes_and_labels(mnist_data_dir):
+  data = mnist.load(mnist_data_dir)
+  assert data.train_images.shape == (60000, 28, 28, 1)
+  assert data.test_images.shape == (10000, 28, 28, 1)
+  assert data.train_images.dtype == np.uint8
+  # Published class counts of the MNIST training set.
+  assert np.bincount(data.train_labels).tolist() == [
+      5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+  assert np.bincount(data.test_labels)[0] == 980
+
+
+def test_uncompressed_files_load_too(tmp_path):
+  _write_mnist(tmp_path, gz=False)
+  data = mnist.load(str(tmp_path))
+  assert data.train_images.shape == (60000, 28, 28, 1)
+  assert data.test_labels.dtype == np.int32
+
+
+def test_missing_directory_names_it_and_the_fix(tmp_path):
+  with pytest.raises(DataError, match=r'does not exist.*FAJAX_DATA_DIR'):
+    mnist.load(str(tmp_path / 'nowhere'))
+
+
+def test_missing_file_is_named(tmp_path):
+  directory = _write_mnist(tmp_path)
+  os.remove(directory / 't10k-labels-idx1-ubyte.gz')
+  with pytest.raises(DataError, match='t10k-labels-idx1-ubyte.gz not found'):
+    mnist.load(str(tmp_path))
+
+
+def test_wrong_magic_number(tmp_path):
+  _write_mnist(tmp_path, images_magic=2049 + 0x100)
+  with pytest.raises(DataError, match='magic number'):
+    mnist.load(str(tmp_path))
+
+
+def test_wrong_count(tmp_path):
+  _write_mnist(tmp_path, num_train=100)
+  with pytest.raises(DataError, match='holds 100 items, expected 60000'):
+    mnist.load(str(tmp_path))
+
+
+def test_truncated_gzip(tmp_path):
+  directory = _write_mnist(tmp_path)
+  path = directory / 'train-images-idx3-ubyte.gz'
+  path.write_bytes(path.read_bytes()[:5000])
+  with pytest.raises(DataError, match='train-images-idx3-ubyte.gz cannot be read'):
+    mnist.load(str(tmp_path))
+
+
+def test_truncated_data_after_a_valid_header(tmp_path):
+  directory = _write_mnist(tmp_path, gz=False)
+  path = directory / 't10k-images-idx3-ubyte'
+  path.write_bytes(path.read_bytes()[:-10])
+  with pytest.raises(DataError, match='truncated'):
+    mnist.load(str(tmp_path))
+
+
+def test_tfds_fallback_reads_mnist_through_data_source():
+  tfds = pytest.importorskip('tensorflow_datasets')
+  with tfds.testing.mock_data(num_examples=24):
+    images, labels = mnist.load_split_from_tfds('train')
+  assert images.shape == (24, 28, 28, 1) and images.dtype == np.uint8
+  assert labels.shape == (24,) and labels.dtype == np.int32
+  assert labels.max() < 10
+
+
+def test_preprocess_pads_to_32_and_normalizes():
+  images = np.zeros((2, 28, 28, 1), np.uint8)
+  images[:, 5, 5] = 255
+  out = np.asarray(mnist.preprocess(images))
+  assert out.shape == (2, 32, 32, 1)
+  background = -mnist.PIXEL_MEAN / mnist.PIXEL_STD
+  np.testing.assert_allclose(out[0, 0, 0, 0], background, rtol=1e-6)
+  np.testing.assert_allclose(out[0, 7, 7, 0], (1 - mnist.PIXEL_MEAN) / mnist.PIXEL_STD, rtol=1e-6)

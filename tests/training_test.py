@@ -1,0 +1,104 @@
+"""The train step with each rule: what happens to W and B over real optimizer steps."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fajax import methods
+from fajax import training
+from fajax.configs import mnist
+from fajax.datasets import epoch_batches
+from fajax.datasets.mnist import preprocess
+
+
+def _setup(method, **overrides):
+  config = mnist.get_config(method)
+  config.update({**dict(learning_rate=0.05, momentum=0.9, weight_decay=5e-3), **overrides})
+  optimizer, _ = training.create_optimizer(config, total_steps=100)
+  rule = methods.feedback_rule(config)
+  model, state = training.create_train_state(config, 10, preprocess, optimizer, rule)
+  step = jax.jit(functools.partial(training.train_step, model=model, optimizer=optimizer, rule=rule))
+  return model, state, step
+
+
+def _batches(num_steps, batch_size=32):
+  rng = np.random.default_rng(0)
+  for _ in range(num_steps):
+    images = rng.integers(0, 256, (batch_size, 28, 28, 1), dtype=np.uint8)
+    yield images, rng.integers(0, 10, batch_size).astype(np.int32)
+
+
+def test_fa_keeps_b_bit_identical_under_momentum_and_weight_decay():
+  _, state, step = _setup('fa')
+  b0 = jax.device_get(state.feedback)
+  w0 = jax.device_get(training.layer_kernels(state.params, state.feedback))
+  for images, labels in _batches(5):
+    state, _ = step(state, images, labels)
+  for layer in b0:
+    np.testing.assert_array_equal(state.feedback[layer], b0[layer])
+    assert not np.allclose(training.layer_kernels(state.params, state.feedback)[layer], w0[layer])
+
+
+def test_bp_keeps_b_equal_to_w():
+  _, state, step = _setup('bp')
+  for images, labels in _batches(3):
+    state, _ = step(state, images, labels)
+    kernels = training.layer_kernels(state.params, state.feedback)
+    for layer, b in state.feedback.items():
+      np.testing.assert_array_equal(b, kernels[layer])
+
+
+def test_usf_sn_norm_of_b_equals_norm_of_w_after_every_step():
+  _, state, step = _setup('fa_usf_sn')
+  for images, labels in _batches(5):
+    state, _ = step(state, images, labels)
+    kernels = training.layer_kernels(state.params, state.feedback)
+    for layer, b in state.feedback.items():
+      assert np.linalg.norm(b) == pytest.approx(float(np.linalg.norm(kernels[layer])), rel=1e-5)
+      np.testing.assert_array_equal(np.sign(b), np.sign(kernels[layer]))
+
+
+def test_usf_init_norm_of_b_stays_while_w_moves():
+  _, state, step = _setup('fa_usf_init')
+  initial = {k: float(np.linalg.norm(v)) for k, v in
+             training.layer_kernels(state.params, state.feedback).items()}
+  for images, labels in _batches(5):
+    state, _ = step(state, images, labels)
+  kernels = training.layer_kernels(state.params, state.feedback)
+  for layer, b in state.feedback.items():
+    assert np.linalg.norm(b) == pytest.approx(initial[layer], rel=1e-5)
+    assert abs(np.linalg.norm(kernels[layer]) - initial[layer]) > 1e-4 * initial[layer]
+
+
+def test_weight_decay_reaches_kernels_not_biases():
+  config = mnist.get_config('bp')
+  config.update(dict(learning_rate=1.0, momentum=0.0, weight_decay=0.5, lr_schedule='constant'))
+  optimizer, _ = training.create_optimizer(config, total_steps=10)
+  params = {'layer': {'kernel': jnp.ones((2, 2)), 'bias': jnp.ones((2,))}}
+  zero_grads = jax.tree.map(jnp.zeros_like, params)
+  updates, _ = optimizer.update(zero_grads, optimizer.init(params), params)
+  np.testing.assert_allclose(updates['layer']['kernel'], -0.5)
+  np.testing.assert_array_equal(updates['layer']['bias'], 0.0)
+
+
+def test_train_step_reduces_loss_on_a_fixed_batch():
+  _, state, step = _setup('fa_usf_sn', weight_decay=0.0)
+  images, labels = next(_batches(1, batch_size=64))
+  losses = []
+  for _ in range(30):
+    state, metrics = step(state, images, labels)
+    losses.append(float(metrics['train/loss']))
+  assert losses[-1] < 0.5 * losses[0]
+  assert int(state.step) == 30
+
+
+def test_epoch_batches_deterministic_per_seed_and_epoch():
+  a = epoch_batches(1000, 32, seed=0, epoch=3)
+  np.testing.assert_array_equal(a, epoch_batches(1000, 32, seed=0, epoch=3))
+  assert not np.array_equal(a, epoch_batches(1000, 32, seed=1, epoch=3))
+  assert not np.array_equal(a, epoch_batches(1000, 32, seed=0, epoch=4))
+  assert a.shape == (31, 32)
+  assert len(np.unique(a)) == a.size
