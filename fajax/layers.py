@@ -18,7 +18,14 @@ from flax import nnx
 
 from fajax import kernel as kernel_lib
 
-default_kernel_init = nnx.initializers.variance_scaling(2.0, 'fan_in', 'truncated_normal')
+KERNEL_INITIALIZERS = {
+    # U(-1/√fan_in, 1/√fan_in): PyTorch's default for conv and linear layers, the start of the
+    # PyTorch feedback-alignment tools. With it FA trains stably on LeNet-5 (BUILD_NOTES.md).
+    'fan_in_uniform': nnx.initializers.variance_scaling(1 / 3, 'fan_in', 'uniform'),
+    'he_normal': nnx.initializers.variance_scaling(2.0, 'fan_in', 'truncated_normal'),
+    'lecun_normal': nnx.initializers.variance_scaling(1.0, 'fan_in', 'truncated_normal'),
+}
+default_kernel_init = KERNEL_INITIALIZERS['fan_in_uniform']
 
 
 class Feedback(nnx.Variable):

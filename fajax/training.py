@@ -67,6 +67,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _choose('method', config.method, methods.METHODS)
   _choose('dataset', config.dataset, datasets.LOADERS)
   _choose('model', config.model, models.MODELS)
+  _choose('kernel_init', config.kernel_init, models.KERNEL_INITIALIZERS)
   _choose('optimizer', config.optimizer, OPTIMIZERS)
   _choose('lr_schedule', config.lr_schedule, LR_SCHEDULES)
   for field in ('batch_size', 'eval_batch_size', 'log_every_steps', 'eval_every_epochs',
@@ -123,7 +124,7 @@ def create_train_state(
   def build_network():
     params_key, feedback_key = jax.random.split(jax.random.key(config.seed))
     rngs = nnx.Rngs(params=params_key, feedback=feedback_key)
-    return models.create(config.model, num_classes, rngs)
+    return models.create(config.model, num_classes, config.kernel_init, rngs)
 
   def init():
     _, params, feedback = split(build_network())

@@ -13,3 +13,16 @@ def mnist_data_dir() -> str:
     if candidate and (pathlib.Path(candidate) / 'mnist').is_dir():
       return str(candidate)
   pytest.skip('real MNIST not found: set FAJAX_DATA_DIR to the folder that holds mnist/')
+
+
+def pytest_addoption(parser):
+  parser.addoption('--runslow', action='store_true', help='also run tests marked slow')
+
+
+def pytest_collection_modifyitems(config, items):
+  if config.getoption('--runslow'):
+    return
+  skip = pytest.mark.skip(reason='slow: run with --runslow')
+  for item in items:
+    if 'slow' in item.keywords:
+      item.add_marker(skip)

@@ -16,7 +16,7 @@ from fajax.datasets.mnist import preprocess
 
 def _setup(method, **overrides):
   config = mnist.get_config(method)
-  config.update({**dict(learning_rate=0.05, momentum=0.9, weight_decay=5e-3), **overrides})
+  config.update({**dict(momentum=0.9, weight_decay=5e-3), **overrides})
   optimizer, _ = training.create_optimizer(config, total_steps=100)
   rule = methods.feedback_rule(config)
   model, state = training.create_train_state(config, 10, preprocess, optimizer, rule)
@@ -84,15 +84,21 @@ def test_weight_decay_reaches_kernels_not_biases():
   np.testing.assert_array_equal(updates['layer']['bias'], 0.0)
 
 
-def test_train_step_reduces_loss_on_a_fixed_batch():
-  _, state, step = _setup('fa_usf_sn', weight_decay=0.0)
-  images, labels = next(_batches(1, batch_size=64))
+def test_train_step_learns_a_separable_batch():
+  # Class k lights a 5×5 block at its own place: learnable through any of the rules.
+  rng = np.random.default_rng(0)
+  labels = np.arange(64, dtype=np.int32) % 10
+  images = rng.integers(0, 40, (64, 28, 28, 1), dtype=np.uint8)
+  for i, k in enumerate(labels):
+    row, col = divmod(int(k), 4)
+    images[i, 2 + 7 * row : 7 + 7 * row, 2 + 6 * col : 7 + 6 * col] = 255
+  _, state, step = _setup('fa_usf_sn', weight_decay=0.0, learning_rate=0.05, lr_schedule='constant')
   losses = []
-  for _ in range(30):
+  for _ in range(40):
     state, metrics = step(state, images, labels)
     losses.append(float(metrics['train/loss']))
   assert losses[-1] < 0.5 * losses[0]
-  assert int(state.step) == 30
+  assert int(state.step) == 40
 
 
 def test_epoch_batches_deterministic_per_seed_and_epoch():

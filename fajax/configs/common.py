@@ -20,6 +20,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_examples_limit = 0
 
   config.model = ''
+  # Initializer of every kernel W, and of FA's feedback weights B (fajax.layers).
+  config.kernel_init = 'fan_in_uniform'
 
   config.optimizer = 'sgd'  # 'sgd' (with momentum) or 'adam'
   config.learning_rate = 0.1

@@ -3,7 +3,7 @@
 import jax
 from flax import nnx
 
-from fajax.layers import FeedbackConv, FeedbackDense
+from fajax.layers import FeedbackConv, FeedbackDense, default_kernel_init
 
 
 def max_pool_2x2(x: jax.Array) -> jax.Array:
@@ -14,12 +14,20 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
 class LeNet5(nnx.Module):
   """conv 6·5×5 → pool → conv 16·5×5 → pool → conv 120·5×5 → FC 84 → FC classes, on 32×32."""
 
-  def __init__(self, num_classes: int = 10, in_channels: int = 1, *, rngs: nnx.Rngs):
-    self.conv1 = FeedbackConv(in_channels, 6, (5, 5), rngs=rngs)
-    self.conv2 = FeedbackConv(6, 16, (5, 5), rngs=rngs)
-    self.conv3 = FeedbackConv(16, 120, (5, 5), rngs=rngs)
-    self.fc1 = FeedbackDense(120, 84, rngs=rngs)
-    self.fc2 = FeedbackDense(84, num_classes, rngs=rngs)
+  def __init__(
+      self,
+      num_classes: int = 10,
+      in_channels: int = 1,
+      *,
+      kernel_init=default_kernel_init,
+      rngs: nnx.Rngs,
+  ):
+    init = dict(kernel_init=kernel_init, rngs=rngs)
+    self.conv1 = FeedbackConv(in_channels, 6, (5, 5), **init)
+    self.conv2 = FeedbackConv(6, 16, (5, 5), **init)
+    self.conv3 = FeedbackConv(16, 120, (5, 5), **init)
+    self.fc1 = FeedbackDense(120, 84, **init)
+    self.fc2 = FeedbackDense(84, num_classes, **init)
 
   def __call__(self, x: jax.Array) -> jax.Array:
     x = max_pool_2x2(nnx.relu(self.conv1(x)))
