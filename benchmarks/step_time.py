@@ -19,6 +19,7 @@ import jax
 import numpy as np
 from absl import app
 from absl import flags
+from absl import logging
 
 from fajax import methods
 from fajax import training
@@ -48,6 +49,7 @@ def _compiled_step(method, batch):
 
 def main(argv):
   del argv
+  logging.set_verbosity(logging.WARNING)
   rng = np.random.default_rng(0)
   batch = (
       jax.device_put(rng.integers(0, 256, (_BATCH_SIZE.value, 28, 28, 1), dtype=np.uint8)),
