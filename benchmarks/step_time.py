@@ -35,10 +35,10 @@ _OUT = flags.DEFINE_string('out', '', 'Folder for step_time.json and step_time.m
 def _compiled_step(method, batch):
   config = mnist.get_config(method)
   optimizer, _ = training.create_optimizer(config, total_steps=10_000)
-  rule = methods.feedback_rule(config)
-  model, state = training.create_train_state(config, 10, preprocess, optimizer, rule)
+  method = methods.build(config, optimizer)
+  model, state = training.create_train_state(config, 10, preprocess, optimizer, method)
   step = jax.jit(
-      functools.partial(training.train_step, model=model, optimizer=optimizer, rule=rule),
+      functools.partial(training.train_step, model=model, optimizer=optimizer, method=method),
       donate_argnums=0,
   )
   start = time.perf_counter()

@@ -1,30 +1,77 @@
-"""The learning rules of the results table, each a composition of feedback rules.
+"""The learning rules of the results table, each composed from rules and constraints.
 
-A config names its method (`config.method`); `feedback_rule` builds the rule that sets the
-feedback weights B of every layer.
+A config names its method (`config.method`); `build` returns what the trainer needs: the rule
+that sets every layer's feedback weights B, the constraint applied to W after each update, and
+where hidden layers take their error signal from (`direct.SOURCES`).
 """
 
+import dataclasses
 from collections.abc import Callable
 
 import ml_collections
+import optax
 
+from fajax import constraints
 from fajax import rules
 
 
-def _usf(scale: Callable[..., rules.FeedbackRule]):
-  def build(config):
-    return rules.chain(rules.sign_of_weights(), scale(config.norm_per_output_filter))
+@dataclasses.dataclass(frozen=True)
+class Method:
+  rule: rules.FeedbackRule
+  constraint: constraints.WeightConstraint = constraints.chain()
+  direct_mode: str = 'adjacent'
 
-  return build
+
+def _usf_init(config):
+  return rules.chain(
+      rules.sign_of_weights(), rules.scale_to_initial_norm(config.norm_per_output_filter)
+  )
 
 
-METHODS: dict[str, Callable[[ml_collections.ConfigDict], rules.FeedbackRule]] = {
-    'bp': lambda config: rules.copy_weights(),
-    'fa': lambda config: rules.fixed(),
-    'fa_usf_init': _usf(rules.scale_to_initial_norm),
-    'fa_usf_sn': _usf(rules.scale_to_weight_norm),
+def _usf_sn(config):
+  return rules.chain(
+      rules.sign_of_weights(), rules.scale_to_weight_norm(config.norm_per_output_filter)
+  )
+
+
+def _sign_constraint(config):
+  del config
+  return constraints.fixed_signs()
+
+
+def _norm_constraint(config):
+  return constraints.fixed_norm(config.norm_per_output_filter)
+
+
+Builder = Callable[[ml_collections.ConfigDict, optax.GradientTransformation], Method]
+
+METHODS: dict[str, Builder] = {
+    'bp': lambda c, tx: Method(rules.copy_weights()),
+    'bp_noise': lambda c, tx: Method(rules.chain(
+        rules.copy_weights(), rules.add_weight_scaled_noise(c.feedback_noise_std, c.seed))),
+    'bp_alignment': lambda c, tx: Method(rules.chain(
+        rules.copy_weights(), rules.scale_to_initial_norm(c.norm_per_output_filter))),
+    'fa': lambda c, tx: Method(rules.fixed()),
+    'fa_usf_init': lambda c, tx: Method(_usf_init(c)),
+    'fa_usf_sn': lambda c, tx: Method(_usf_sn(c)),
+    'fa_usf_init_ei': lambda c, tx: Method(_usf_init(c), _sign_constraint(c)),
+    'bp_const': lambda c, tx: Method(rules.copy_weights(), _norm_constraint(c)),
+    # Under Const. ‖W_t‖ = ‖W_0‖, so uSF's Init. and SN scales coincide.
+    'fa_usf_const': lambda c, tx: Method(_usf_sn(c), _norm_constraint(c)),
+    'fa_usf_const_ei': lambda c, tx: Method(
+        _usf_sn(c), constraints.chain(_sign_constraint(c), _norm_constraint(c))),
+    'dfa': lambda c, tx: Method(rules.fixed(), direct_mode='output'),
+    'densefa': lambda c, tx: Method(rules.fixed(), direct_mode='all'),
+    # Beyond the table.
+    'fa_brsf': lambda c, tx: Method(rules.random_magnitude_signs(redraw=True, seed=c.seed)),
+    'fa_frsf': lambda c, tx: Method(rules.random_magnitude_signs(redraw=False, seed=c.seed)),
+    'kolen_pollack': lambda c, tx: Method(rules.kolen_pollack(tx)),
+    'weight_mirror': lambda c, tx: Method(rules.weight_mirror(
+        c.mirror.learning_rate, c.mirror.decay, c.mirror.noise_std, c.mirror.num_samples,
+        c.seed)),
 }
 
 
-def feedback_rule(config: ml_collections.ConfigDict) -> rules.FeedbackRule:
-  return METHODS[config.method](config)
+def build(config: ml_collections.ConfigDict, optimizer: optax.GradientTransformation) -> Method:
+  """The method `config.method`; `optimizer` is W's (Kolen–Pollack gives B the same one)."""
+  return METHODS[config.method](config, optimizer)

@@ -3,12 +3,13 @@
 A rule is `FeedbackRule(init, update)`:
 
     state = rule.init(weights)
-    feedback, state = rule.update(feedback, state, weights)
+    feedback, state = rule.update(feedback, state, weights, weight_grads)
 
-`weights` and `feedback` are pytrees of the same structure, one leaf per feedback layer (W and
-B of that layer). The trainer calls `update` once when the model is built and again after
-every optimizer step, so a rule always sees the current W. Rules compose with `chain`, each
-one transforming the B its predecessor produced, like optax's gradient transforms:
+`weights`, `feedback` and `weight_grads` are pytrees of the same structure, one leaf per
+feedback layer (W, B and the loss gradient dW of that layer). The trainer calls `update` once
+when the model is built (with `weight_grads=None`) and again after every optimizer step, so a
+rule always sees the current W. Rules compose with `chain`, each one transforming the B its
+predecessor produced, like optax's gradient transforms:
 
     uSF with the Init. scale = chain(sign_of_weights(), scale_to_initial_norm())
 
@@ -27,7 +28,7 @@ PyTree = Any
 
 class FeedbackRule(NamedTuple):
   init: Callable[[PyTree], PyTree]
-  update: Callable[[PyTree, PyTree, PyTree], tuple[PyTree, PyTree]]
+  update: Callable[..., tuple[PyTree, PyTree]]
 
 
 class EmptyState(NamedTuple):
@@ -41,7 +42,8 @@ def _stateless(transform: Callable[[jax.Array, jax.Array], jax.Array]) -> Feedba
     del weights
     return EmptyState()
 
-  def update(feedback, state, weights):
+  def update(feedback, state, weights, weight_grads=None):
+    del weight_grads
     return jax.tree.map(transform, feedback, weights), state
 
   return FeedbackRule(init, update)
@@ -83,8 +85,8 @@ def scale_to_initial_norm(per_output: bool = False) -> FeedbackRule:
   def init(weights):
     return InitialNormState(jax.tree.map(lambda w: frobenius_norm(w, per_output), weights))
 
-  def update(feedback, state, weights):
-    del weights
+  def update(feedback, state, weights, weight_grads=None):
+    del weights, weight_grads
     rescale = lambda b, n: _rescale(b, n, per_output)
     return jax.tree.map(rescale, feedback, state.initial_norms), state
 
@@ -102,11 +104,134 @@ def chain(*rules: FeedbackRule) -> FeedbackRule:
   def init(weights):
     return tuple(rule.init(weights) for rule in rules)
 
-  def update(feedback, state, weights):
+  def update(feedback, state, weights, weight_grads=None):
     new_state = []
     for rule, rule_state in zip(rules, state):
-      feedback, rule_state = rule.update(feedback, rule_state, weights)
+      feedback, rule_state = rule.update(feedback, rule_state, weights, weight_grads)
       new_state.append(rule_state)
     return feedback, tuple(new_state)
+
+  return FeedbackRule(init, update)
+
+
+def _rms(x: jax.Array) -> jax.Array:
+  return jnp.sqrt(jnp.mean(jnp.square(x)))
+
+
+def _split_like(key: jax.Array, tree: PyTree) -> PyTree:
+  leaves, treedef = jax.tree.flatten(tree)
+  return jax.tree.unflatten(treedef, list(jax.random.split(key, len(leaves))))
+
+
+class KeyState(NamedTuple):
+  key: jax.Array
+
+
+def add_weight_scaled_noise(sigma: float, seed: int) -> FeedbackRule:
+  """B ← B + σ·rms(W)·ξ, ξ ~ N(0, 1) drawn fresh at every update (BP + Noise after copy_weights).
+
+  For B = W + noise the W–B angle is arctan(σ): σ = 0.75 gives the 37° of uSF.
+  """
+
+  def init(weights):
+    del weights
+    return KeyState(jax.random.key(seed))
+
+  def update(feedback, state, weights, weight_grads=None):
+    del weight_grads
+    key, draw_key = jax.random.split(state.key)
+    keys = _split_like(draw_key, feedback)
+    noisy = lambda b, w, k: b + sigma * _rms(w) * jax.random.normal(k, b.shape, b.dtype)
+    return jax.tree.map(noisy, feedback, weights, keys), KeyState(key)
+
+  return FeedbackRule(init, update)
+
+
+class MagnitudeState(NamedTuple):
+  magnitudes: PyTree  # |M| of each layer
+  scales: PyTree  # rms(W_0) of each layer: the standard deviation of M
+  key: jax.Array
+
+
+def random_magnitude_signs(redraw: bool, seed: int) -> FeedbackRule:
+  """B = |M|∘sign(W), M ~ N(0, rms(W_0)²) (Liao et al. 2016).
+
+  `redraw=True` draws M afresh at every update (brSF); `redraw=False` keeps the first draw (frSF).
+  """
+
+  def draw(key, scales, like):
+    keys = _split_like(key, like)
+    return jax.tree.map(
+        lambda k, s, w: jnp.abs(s * jax.random.normal(k, w.shape, w.dtype)), keys, scales, like
+    )
+
+  def init(weights):
+    key, draw_key = jax.random.split(jax.random.key(seed))
+    scales = jax.tree.map(_rms, weights)
+    return MagnitudeState(draw(draw_key, scales, weights), scales, key)
+
+  def update(feedback, state, weights, weight_grads=None):
+    del feedback, weight_grads
+    if redraw:
+      key, draw_key = jax.random.split(state.key)
+      state = MagnitudeState(draw(draw_key, state.scales, weights), state.scales, key)
+    feedback = jax.tree.map(lambda m, w: m * jnp.sign(w), state.magnitudes, weights)
+    return feedback, state
+
+  return FeedbackRule(init, update)
+
+
+class KolenPollackState(NamedTuple):
+  optimizer_state: PyTree
+
+
+def kolen_pollack(optimizer) -> FeedbackRule:
+  """B takes the same update as W: the optimizer step of W's gradient, with its own decay of B.
+
+  With `optimizer` the one that updates W (weight decay λ included), W − B follows the
+  optimizer on the loss λ/2·‖W − B‖², so it shrinks geometrically (Akrout et al. 2019).
+  """
+
+  def init(weights):
+    return KolenPollackState(optimizer.init(weights))
+
+  def update(feedback, state, weights, weight_grads=None):
+    del weights
+    if weight_grads is None:  # the initial call: B keeps its random start
+      return feedback, state
+    updates, optimizer_state = optimizer.update(weight_grads, state.optimizer_state, feedback)
+    feedback = jax.tree.map(lambda b, u: b + u, feedback, updates)
+    return feedback, KolenPollackState(optimizer_state)
+
+  return FeedbackRule(init, update)
+
+
+def weight_mirror(
+    learning_rate: float, decay: float, noise_std: float, num_samples: int, seed: int
+) -> FeedbackRule:
+  """B learns W from the correlation of noise sent through the layer (Akrout et al. 2019).
+
+  Each update draws ξ ~ N(0, noise_std²) at the layer's input (a kernel-sized patch for a conv,
+  where the layer is a dense map of the flattened patch), sends it through W, y = ξ·W, and
+  moves B ← B + η·(ξᵀy / (N·noise_std²) − λ·B). Since E[ξᵀy] = N·noise_std²·W, B turns
+  towards W.
+  """
+
+  def init(weights):
+    del weights
+    return KeyState(jax.random.key(seed))
+
+  def mirror(b, w, key):
+    fan_in = w.size // w.shape[-1]
+    matrix = w.reshape(fan_in, w.shape[-1])
+    xi = noise_std * jax.random.normal(key, (num_samples, fan_in), w.dtype)
+    correlation = (xi.T @ (xi @ matrix)) / (num_samples * noise_std**2)
+    return b + learning_rate * (correlation.reshape(w.shape) - decay * b)
+
+  def update(feedback, state, weights, weight_grads=None):
+    del weight_grads
+    key, draw_key = jax.random.split(state.key)
+    keys = _split_like(draw_key, feedback)
+    return jax.tree.map(mirror, feedback, weights, keys), KeyState(key)
 
   return FeedbackRule(init, update)

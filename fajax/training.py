@@ -1,7 +1,7 @@
 """Training and evaluation: small pure step functions and one linear loop.
 
     state = create_train_state(config, num_classes)
-    state, metrics = train_step(state, images, labels, model=..., optimizer=..., rule=...)
+    state, metrics = train_step(state, images, labels, model=..., optimizer=..., method=...)
     sums = eval_step(state, images, labels, mask, model=...)
     final_metrics = train_and_evaluate(config, workdir)
 """
@@ -26,7 +26,7 @@ from flax import traverse_util
 from fajax import datasets
 from fajax import methods
 from fajax import models
-from fajax import rules
+from fajax.direct import ErrorFeedback
 from fajax.errors import ConfigError
 from fajax.layers import Feedback
 
@@ -39,8 +39,10 @@ class TrainState:
   step: jax.Array
   params: dict  # the model's nnx.Param state as a nested dict: W and biases
   feedback: dict  # layer name → that layer's feedback weights B
+  error_feedback: dict  # DFA / DenseFA matrices (fixed), empty for other methods
   opt_state: optax.OptState
   rule_state: Any
+  constraint_state: Any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,11 +52,13 @@ class Model:
   graphdef: nnx.GraphDef
   preprocess: Any
 
-  def apply(self, params: dict, feedback: dict, raw_images: jax.Array) -> jax.Array:
-    nested = traverse_util.unflatten_dict(
-        {(*layer.split('/'), 'feedback'): b for layer, b in feedback.items()}
+  def apply(self, state: 'TrainState', params: dict, raw_images: jax.Array) -> jax.Array:
+    """Logits of the model with `params` and the feedback weights of `state`."""
+    feedback = traverse_util.unflatten_dict(
+        {(*layer.split('/'), 'feedback'): b for layer, b in state.feedback.items()}
     )
-    return nnx.merge(self.graphdef, params, nested)(self.preprocess(raw_images))
+    network = nnx.merge(self.graphdef, params, feedback, state.error_feedback)
+    return network(self.preprocess(raw_images))
 
 
 def _choose(name: str, value: str, choices) -> None:
@@ -80,10 +84,17 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f'learning_rate must be positive, got {config.learning_rate}')
 
 
-def layer_kernels(params: dict, feedback: dict) -> dict:
-  """W of every feedback layer, keyed like `feedback`."""
+def layer_kernels(params: dict, layers) -> dict:
+  """W of every feedback layer in `layers` (e.g. the feedback dict), keyed by layer name."""
   flat = traverse_util.flatten_dict(params, sep='/')
-  return {layer: flat[f'{layer}/kernel'] for layer in feedback}
+  return {layer: flat[f'{layer}/kernel'] for layer in layers}
+
+
+def with_kernels(params: dict, kernels: dict) -> dict:
+  """`params` with each layer's kernel replaced by the one in `kernels`."""
+  flat = traverse_util.flatten_dict(params, sep='/')
+  flat.update({f'{layer}/kernel': w for layer, w in kernels.items()})
+  return traverse_util.unflatten_dict(flat, sep='/')
 
 
 def create_optimizer(config, total_steps: int) -> tuple[optax.GradientTransformation, Any]:
@@ -104,11 +115,13 @@ def create_optimizer(config, total_steps: int) -> tuple[optax.GradientTransforma
         optax.add_decayed_weights(config.weight_decay, mask=kernels_only),
         optax.sgd(schedule, momentum=config.momentum or None),
     )
+  if config.batch_manhattan:
+    tx = optax.chain(optax.scale_by_sign(), tx)
   return tx, schedule
 
 
 def create_train_state(
-    config, num_classes: int, preprocess, optimizer, rule
+    config, num_classes: int, preprocess, optimizer, method: methods.Method
 ) -> tuple[Model, TrainState]:
   """The model's structure and its initial state, created inside `jax.jit`.
 
@@ -117,29 +130,41 @@ def create_train_state(
   """
 
   def split(network):
-    graphdef, params, feedback = nnx.split(network, nnx.Param, Feedback)
+    graphdef, params, feedback, error_feedback = nnx.split(
+        network, nnx.Param, Feedback, ErrorFeedback
+    )
     flat_feedback = traverse_util.flatten_dict(nnx.to_pure_dict(feedback))
-    return graphdef, nnx.to_pure_dict(params), {'/'.join(k[:-1]): b for k, b in flat_feedback.items()}
+    feedback = {'/'.join(k[:-1]): b for k, b in flat_feedback.items()}
+    return graphdef, nnx.to_pure_dict(params), feedback, nnx.to_pure_dict(error_feedback)
 
   def build_network():
     params_key, feedback_key = jax.random.split(jax.random.key(config.seed))
-    rngs = nnx.Rngs(params=params_key, feedback=feedback_key)
-    return models.create(config.model, num_classes, config.kernel_init, rngs)
+    return models.create(
+        config.model,
+        num_classes,
+        config.kernel_init,
+        nnx.Rngs(params=params_key, feedback=feedback_key),
+        direct_mode=method.direct_mode,
+        direct_memory_budget_mb=config.direct_feedback_memory_budget_mb,
+    )
 
   def init():
-    _, params, feedback = split(build_network())
+    _, params, feedback, error_feedback = split(build_network())
     kernels = layer_kernels(params, feedback)
-    rule_state = rule.init(kernels)
-    feedback, rule_state = rule.update(feedback, rule_state, kernels)
+    constraint_state = method.constraint.init(kernels)
+    rule_state = method.rule.init(kernels)
+    feedback, rule_state = method.rule.update(feedback, rule_state, kernels)
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         params=params,
         feedback=feedback,
+        error_feedback=error_feedback,
         opt_state=optimizer.init(params),
         rule_state=rule_state,
+        constraint_state=constraint_state,
     )
 
-  graphdef, _, _ = split(nnx.eval_shape(build_network))
+  graphdef, *_ = split(nnx.eval_shape(build_network))
   return Model(graphdef, preprocess), jax.jit(init)()
 
 
@@ -156,28 +181,36 @@ def train_step(
     *,
     model: Model,
     optimizer: optax.GradientTransformation,
-    rule: rules.FeedbackRule,
+    method: methods.Method,
 ) -> tuple[TrainState, dict]:
-  """One optimizer step on W and biases, then the feedback rule's update of B."""
+  """One optimizer step on W and biases, the constraint on W, then the rule's update of B."""
 
   def loss_fn(params):
-    logits = model.apply(params, state.feedback, images)
-    loss, wrong = _loss_and_error(logits, labels)
+    loss, wrong = _loss_and_error(model.apply(state, params, images), labels)
     return loss.mean(), wrong.mean()
 
   (loss, error), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  feedback, rule_state = rule.update(
-      state.feedback, state.rule_state, layer_kernels(params, state.feedback)
+  kernels = method.constraint.apply(
+      layer_kernels(params, state.feedback), state.constraint_state
   )
-  new_state = TrainState(state.step + 1, params, feedback, opt_state, rule_state)
+  feedback, rule_state = method.rule.update(
+      state.feedback, state.rule_state, kernels, layer_kernels(grads, state.feedback)
+  )
+  new_state = state.replace(
+      step=state.step + 1,
+      params=with_kernels(params, kernels),
+      feedback=feedback,
+      opt_state=opt_state,
+      rule_state=rule_state,
+  )
   return new_state, {'train/loss': loss, 'train/top1_error': 100.0 * error}
 
 
 def eval_step(state: TrainState, images, labels, mask, *, model: Model) -> dict:
   """Sums of loss and errors over the examples where `mask` is 1 (padding is 0)."""
-  loss, wrong = _loss_and_error(model.apply(state.params, state.feedback, images), labels)
+  loss, wrong = _loss_and_error(model.apply(state, state.params, images), labels)
   return {'loss': jnp.sum(loss * mask), 'errors': jnp.sum(wrong * mask), 'count': jnp.sum(mask)}
 
 
@@ -244,9 +277,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | None) -
   )
 
   optimizer, schedule = create_optimizer(config, total_steps)
-  rule = methods.feedback_rule(config)
+  method = methods.build(config, optimizer)
   model, state = create_train_state(
-      config, data.num_classes, data.preprocess, optimizer, rule
+      config, data.num_classes, data.preprocess, optimizer, method
   )
 
   checkpoints = None
@@ -274,7 +307,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | None) -
   def train_on_batch(state, images, labels, epoch_batches, index_in_epoch):
     idx = epoch_batches[index_in_epoch]
     return train_step(
-        state, images[idx], labels[idx], model=model, optimizer=optimizer, rule=rule
+        state, images[idx], labels[idx], model=model, optimizer=optimizer, method=method
     )
 
   eval_fn = jax.jit(functools.partial(eval_step, model=model))

@@ -18,9 +18,9 @@ def _setup(method, **overrides):
   config = mnist.get_config(method)
   config.update({**dict(momentum=0.9, weight_decay=5e-3), **overrides})
   optimizer, _ = training.create_optimizer(config, total_steps=100)
-  rule = methods.feedback_rule(config)
-  model, state = training.create_train_state(config, 10, preprocess, optimizer, rule)
-  step = jax.jit(functools.partial(training.train_step, model=model, optimizer=optimizer, rule=rule))
+  method = methods.build(config, optimizer)
+  model, state = training.create_train_state(config, 10, preprocess, optimizer, method)
+  step = jax.jit(functools.partial(training.train_step, model=model, optimizer=optimizer, method=method))
   return model, state, step
 
 

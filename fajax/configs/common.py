@@ -10,6 +10,14 @@ def get_config() -> ml_collections.ConfigDict:
   config.method = 'bp'
   # Norm control per output filter (all axes but the last) instead of over the whole tensor.
   config.norm_per_output_filter = False
+  # BP + Noise: B = W + σ·rms(W)·ξ; 0.75 gives the W–B angle of uSF (arctan 0.75 ≈ 37°).
+  config.feedback_noise_std = 0.75
+  # Weight mirror (Akrout et al. 2019): B ← B + η(ξᵀξW/(N·std²) − λB) with fresh noise ξ.
+  config.mirror = ml_collections.ConfigDict(
+      dict(learning_rate=0.01, decay=0.1, noise_std=1.0, num_samples=64)
+  )
+  # DFA / DenseFA refuse to build feedback matrices larger than this.
+  config.direct_feedback_memory_budget_mb = 2048.0
 
   config.dataset = ''
   # Folder holding the raw datasets (e.g. mnist/); '' reads $FAJAX_DATA_DIR, and when that is
@@ -26,6 +34,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.optimizer = 'sgd'  # 'sgd' (with momentum) or 'adam'
   config.learning_rate = 0.1
   config.momentum = 0.9  # SGD only
+  # Batch Manhattan (Liao et al. 2016): the optimizer sees only the sign of each gradient entry.
+  config.batch_manhattan = False
   config.weight_decay = 0.0  # on kernels only, not biases; never on feedback weights
   config.lr_schedule = 'cosine'  # 'constant' or 'cosine' (decays to 0 at the last step)
   config.warmup_steps = 0  # linear warm-up from 0, before the schedule

@@ -3,6 +3,7 @@
 import jax
 from flax import nnx
 
+from fajax.direct import DirectFeedback
 from fajax.layers import FeedbackConv, FeedbackDense, default_kernel_init
 
 
@@ -13,6 +14,8 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
 
 class LeNet5(nnx.Module):
   """conv 6·5×5 → pool → conv 16·5×5 → pool → conv 120·5×5 → FC 84 → FC classes, on 32×32."""
+
+  input_shape = (32, 32, 1)
 
   def __init__(
       self,
@@ -28,11 +31,12 @@ class LeNet5(nnx.Module):
     self.conv3 = FeedbackConv(16, 120, (5, 5), **init)
     self.fc1 = FeedbackDense(120, 84, **init)
     self.fc2 = FeedbackDense(84, num_classes, **init)
+    self.direct = DirectFeedback()
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    x = max_pool_2x2(nnx.relu(self.conv1(x)))
-    x = max_pool_2x2(nnx.relu(self.conv2(x)))
-    x = nnx.relu(self.conv3(x))
-    x = x.reshape(x.shape[0], -1)
-    x = nnx.relu(self.fc1(x))
-    return self.fc2(x)
+    path = self.direct.path(x.shape[0])
+    x = max_pool_2x2(path.activate('conv1', self.conv1(x), nnx.relu))
+    x = max_pool_2x2(path.activate('conv2', self.conv2(x), nnx.relu))
+    x = path.activate('conv3', self.conv3(x), nnx.relu)
+    x = path.activate('fc1', self.fc1(x.reshape(x.shape[0], -1)), nnx.relu)
+    return path.finish(self.fc2(x))

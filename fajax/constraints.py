@@ -1,0 +1,77 @@
+"""Forward-weight constraints: projections applied to W after every optimizer update.
+
+Like feedback rules, a constraint is a pair of pure functions over the tree of layer kernels
+(biases and normalization parameters are never in it, so they stay free):
+
+    state = constraint.init(weights)
+    weights = constraint.apply(weights, state)
+
+Constraints compose with `chain` and combine with any feedback rule; the trainer applies them
+before the rule's update, so B is always built from the constrained W.
+"""
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from fajax.rules import frobenius_norm
+
+PyTree = Any
+SIGN_FLOOR = 1e-10
+
+
+class WeightConstraint(NamedTuple):
+  init: Callable[[PyTree], PyTree]
+  apply: Callable[[PyTree, PyTree], PyTree]
+
+
+class SignState(NamedTuple):
+  signs: PyTree  # sign(W_0), with +1 where W_0 is exactly 0
+
+
+def fixed_signs(floor: float = SIGN_FLOOR) -> WeightConstraint:
+  """E/I: W ← s·max(s·W, ε), s = sign(W_0): no weight ever changes sign."""
+
+  def init(weights):
+    return SignState(jax.tree.map(lambda w: jnp.where(w < 0, -1.0, 1.0).astype(w.dtype), weights))
+
+  def apply(weights, state):
+    return jax.tree.map(lambda w, s: s * jnp.maximum(s * w, floor), weights, state.signs)
+
+  return WeightConstraint(init, apply)
+
+
+class NormState(NamedTuple):
+  initial_norms: PyTree
+
+
+def fixed_norm(per_output: bool = False) -> WeightConstraint:
+  """Const.: W ← W·‖W_0‖/‖W‖ per layer tensor (or per output filter)."""
+
+  def init(weights):
+    return NormState(jax.tree.map(lambda w: frobenius_norm(w, per_output), weights))
+
+  def apply(weights, state):
+    def project(w, target):
+      norm = frobenius_norm(w, per_output)
+      return w * target / jnp.where(norm > 0, norm, 1)
+
+    return jax.tree.map(project, weights, state.initial_norms)
+
+  return WeightConstraint(init, apply)
+
+
+def chain(*constraints: WeightConstraint) -> WeightConstraint:
+  """Applies `constraints` in order."""
+
+  def init(weights):
+    return tuple(c.init(weights) for c in constraints)
+
+  def apply(weights, state):
+    for constraint, constraint_state in zip(constraints, state):
+      weights = constraint.apply(weights, constraint_state)
+    return weights
+
+  return WeightConstraint(init, apply)
