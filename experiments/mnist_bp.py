@@ -1,6 +1,6 @@
 """MNIST, LeNet-5, exact backpropagation (B = W).
 
-    python -m fajax.main --config=experiments/mnist_bp.py --workdir=/tmp/fajax/mnist_bp
+    python -m fajax.main --config=experiments/mnist_bp.py --workdir=runs/mnist_bp
 """
 
 from fajax.configs import mnist

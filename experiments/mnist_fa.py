@@ -1,6 +1,6 @@
 """MNIST, LeNet-5, feedback alignment: fixed random B from W's initializer.
 
-    python -m fajax.main --config=experiments/mnist_fa.py --workdir=/tmp/fajax/mnist_fa
+    python -m fajax.main --config=experiments/mnist_fa.py --workdir=runs/mnist_fa
 """
 
 from fajax.configs import mnist

@@ -1,6 +1,6 @@
 """MNIST, LeNet-5, uSF with the Init. scale: B = sign(W)·‖W_0‖/√n.
 
-    python -m fajax.main --config=experiments/mnist_fa_usf_init.py --workdir=/tmp/fajax/mnist_fa_usf_init
+    python -m fajax.main --config=experiments/mnist_fa_usf_init.py --workdir=runs/mnist_fa_usf_init
 """
 
 from fajax.configs import mnist

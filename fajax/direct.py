@@ -154,8 +154,9 @@ class DirectFeedback(nnx.Module):
 
   `sources` maps each hidden layer (in forward order) to where its signal comes from (see
   `layer_sources`); left empty, every layer takes the ordinary path and nothing is allocated.
-  Each matrix B_{l,k} is fixed, N(0, 1/size_k), drawn from a key that depends only on its name,
-  so the same matrix appears in every mode that uses it.
+  Each matrix B_{l,k} is fixed, N(0, 1/size_l) with size_l the number of units of layer l
+  (SPEC §2: scale 1/√size), drawn from a key that depends only on its name, so the same matrix
+  appears in every mode that uses it.
   """
 
   def __init__(
@@ -176,7 +177,7 @@ class DirectFeedback(nnx.Module):
     self.matrices = nnx.Dict({
         name: ErrorFeedback(
             jax.random.normal(jax.random.fold_in(base_key, zlib.crc32(name.encode())),
-                              (source_size, layer_size)) / np.sqrt(source_size)
+                              (source_size, layer_size)) / np.sqrt(layer_size)
         )
         for name, (source_size, layer_size) in plan.items()
     })
@@ -190,7 +191,9 @@ def activation_shapes(model: nnx.Module, input_shape: Sequence[int]) -> list:
   record = []
   token = _SHAPE_RECORD.set(record)
   try:
-    jax.eval_shape(model, jax.ShapeDtypeStruct((1, *input_shape), jnp.float32))
+    # A fresh function each call: eval_shape caches traces by function, and a cached trace
+    # would not run the model's Python code that records the shapes.
+    jax.eval_shape(lambda x: model(x), jax.ShapeDtypeStruct((1, *input_shape), jnp.float32))
   finally:
     _SHAPE_RECORD.reset(token)
   return record

@@ -12,9 +12,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.norm_per_output_filter = False
   # BP + Noise: B = W + σ·rms(W)·ξ; 0.75 gives the W–B angle of uSF (arctan 0.75 ≈ 37°).
   config.feedback_noise_std = 0.75
-  # Weight mirror (Akrout et al. 2019): B ← B + η(ξᵀξW/(N·std²) − λB) with fresh noise ξ.
+  # Weight mirror (Akrout et al. 2019): B ← B + η(ξᵀξW/(N·std²) − λB) with fresh noise ξ;
+  # B settles at W/λ, so λ = 1 mirrors W at its own scale.
   config.mirror = ml_collections.ConfigDict(
-      dict(learning_rate=0.01, decay=0.1, noise_std=1.0, num_samples=64)
+      dict(learning_rate=0.02, decay=1.0, noise_std=1.0, num_samples=64)
   )
   # DFA / DenseFA refuse to build feedback matrices larger than this.
   config.direct_feedback_memory_budget_mb = 2048.0
