@@ -11,16 +11,14 @@ import importlib.util
 import json
 import os
 import pathlib
-import sys
 import time
 
-from absl import app
 from absl import flags
-from absl import logging
 
+from fajax import cli
 from fajax import paper
 from fajax import training
-from fajax.errors import FajaxError
+from fajax.errors import ConfigError
 
 EXPERIMENTS = pathlib.Path(__file__).resolve().parent.parent / 'experiments'
 
@@ -30,6 +28,7 @@ _NUM_EPOCHS = flags.DEFINE_integer('num_epochs', None, 'Overrides every config\'
 _NUM_TRAIN_STEPS = flags.DEFINE_integer(
     'num_train_steps', None, 'Overrides every config\'s num_train_steps (for quick checks).'
 )
+_METHODS = flags.DEFINE_list('methods', None, 'Run only these cells (default: the whole column).')
 flags.mark_flags_as_required(['column', 'workdir'])
 
 
@@ -43,7 +42,7 @@ def load_config(path: pathlib.Path):
 def render(column: str, results: dict) -> str:
   """Markdown table of the measured errors next to the paper's, in the paper's row order."""
   lines = [
-      f'| method | paper (%) | measured (%) | difference | wall time (s) |',
+      '| method | paper (%) | measured (%) | difference | wall time (s) |',
       '|---|---|---|---|---|',
   ]
   for method in paper.methods_of(column):
@@ -60,14 +59,21 @@ def render(column: str, results: dict) -> str:
   return '\n'.join(lines) + '\n'
 
 
-def run_column(column, workdir, num_epochs=None, num_train_steps=None) -> dict:
+def run_column(column, workdir, num_epochs=None, num_train_steps=None, methods=None) -> dict:
+  """Trains (or resumes) each cell of `column`, or only `methods`; returns all results so far."""
+  column_methods = paper.methods_of(column)
+  unknown = sorted(set(methods or ()) - set(column_methods))
+  if unknown:
+    raise ConfigError(
+        f"{', '.join(unknown)} not in the {column} column; choose from: {', '.join(column_methods)}"
+    )
   os.makedirs(workdir, exist_ok=True)
   results_path = os.path.join(workdir, 'results.json')
   results = {}
   if os.path.exists(results_path):
     with open(results_path) as f:
       results = json.load(f)
-  for method in paper.methods_of(column):
+  for method in methods or column_methods:
     config_path = EXPERIMENTS / f'{column}_{method}.py'
     config = load_config(config_path)
     if num_epochs is not None:
@@ -94,18 +100,12 @@ def run_column(column, workdir, num_epochs=None, num_train_steps=None) -> dict:
   return results
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  if not flags.FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)
-  try:
-    results = run_column(_COLUMN.value, _WORKDIR.value, _NUM_EPOCHS.value, _NUM_TRAIN_STEPS.value)
-  except FajaxError as e:
-    print(f'fajax: error: {e}', file=sys.stderr)
-    sys.exit(2)
+def run_from_flags():
+  results = run_column(
+      _COLUMN.value, _WORKDIR.value, _NUM_EPOCHS.value, _NUM_TRAIN_STEPS.value, _METHODS.value
+  )
   print(render(_COLUMN.value, results))
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(run_from_flags)

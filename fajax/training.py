@@ -1,6 +1,6 @@
 """Training and evaluation: small pure step functions and one linear loop.
 
-    state = create_train_state(config, num_classes)
+    model, state = create_train_state(config, num_classes, preprocess, optimizer, method)
     state, metrics = train_step(state, images, labels, model=..., optimizer=..., method=...)
     sums = eval_step(state, images, labels, mask, model=...)
     final_metrics = train_and_evaluate(config, workdir)

@@ -1,7 +1,6 @@
 """End to end: the CLI and `fajax.train` on a slice of the real MNIST."""
 
 import glob
-import importlib.util
 import json
 import os
 import pathlib
@@ -12,6 +11,8 @@ import sys
 import pytest
 
 import fajax
+from fajax import column
+from fajax import paper
 from fajax import training
 from fajax.configs import mnist
 from fajax.errors import ConfigError
@@ -110,10 +111,7 @@ def test_train_returns_final_metrics_and_writes_nothing_without_workdir(
 @pytest.mark.parametrize('path', sorted(glob.glob(str(REPO / 'experiments' / '*.py'))),
                          ids=os.path.basename)
 def test_every_experiment_config_loads_and_validates(path):
-  spec = importlib.util.spec_from_file_location('experiment', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
+  config = column.load_config(pathlib.Path(path))
   training.validate_config(config)
   assert os.path.basename(path) == f'{config.dataset}_{config.method}.py'
 
@@ -123,3 +121,27 @@ def test_validate_config_names_the_bad_field():
   config.batch_size = 0
   with pytest.raises(ConfigError, match='batch_size must be positive'):
     training.validate_config(config)
+
+
+def test_every_cell_of_the_paper_table_has_a_config_for_the_columns_built_so_far():
+  for method in paper.methods_of('mnist'):
+    assert (REPO / 'experiments' / f'mnist_{method}.py').exists(), method
+  assert len(paper.methods_of('mnist')) == 9
+  # 9 MNIST + 9 CIFAR-10 1 + 7 CIFAR-10 2 + 10 ImageNet 1 + 7 ImageNet 2 cells (issues 3, 4).
+  assert sum(len(cells) for cells in paper.TABLE.values()) == 42
+
+
+def test_column_runs_cells_and_renders_them_next_to_the_paper(tmp_path, mnist_data_dir,
+                                                              monkeypatch):
+  monkeypatch.setenv('FAJAX_DATA_DIR', mnist_data_dir)
+  results = column.run_column('mnist', str(tmp_path), num_train_steps=10,
+                              methods=['bp', 'dfa'])
+  assert set(results) == {'bp', 'dfa'} and results['dfa']['step'] == 10
+  table = (tmp_path / 'results.md').read_text().splitlines()
+  assert table[0].startswith('| method | paper (%) | measured (%)')
+  rows = {line.split(' | ')[0].lstrip('| '): line for line in table[2:]}
+  assert len(rows) == 9
+  assert f"{results['bp']['eval/top1_error']:.2f}" in rows['BP'] and '| 0.8 |' in rows['BP']
+  assert 'not run' in rows['DenseFA'] and 'not run' not in rows['DFA']
+  with pytest.raises(ConfigError, match='bp_const not in the mnist column'):
+    column.run_column('mnist', str(tmp_path), methods=['bp_const'])

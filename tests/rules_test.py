@@ -21,8 +21,9 @@ def _random_feedback(seed=1):
 
 
 def _angle_deg(a, b):
-  a, b = a.ravel(), b.ravel()
-  return np.degrees(np.arccos(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b))))
+  a, b = np.ravel(a).astype(np.float64), np.ravel(b).astype(np.float64)
+  cosine = np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b))
+  return np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0)))
 
 
 def _apply(rule, weights, feedback):
@@ -122,3 +123,90 @@ def test_zero_feedback_is_left_zero_not_nan():
   zeros = jax.tree.map(jnp.zeros_like, w)
   b, _ = _apply(rules.scale_to_weight_norm(), w, zeros)
   jax.tree.map(lambda x: np.testing.assert_array_equal(x, 0), b)
+
+
+def _angle_of(b, w):
+  return _angle_deg(np.asarray(b), np.asarray(w))
+
+
+def test_bp_noise_mean_tends_to_w_and_angle_is_arctan_sigma():
+  sigma = 0.75
+  w = _weights()
+  rule = rules.chain(rules.copy_weights(), rules.add_weight_scaled_noise(sigma, seed=0))
+  state = rule.init(w)
+  update = jax.jit(rule.update)
+  b = w
+  total = jax.tree.map(jnp.zeros_like, w)
+  draws = []
+  for _ in range(400):
+    b, state = update(b, state, w)
+    total = jax.tree.map(jnp.add, total, b)
+    draws.append(np.asarray(b['fc']))
+  mean = jax.tree.map(lambda t: t / 400, total)
+  for name in w:
+    # The noise averages out: relative error of the mean ~ σ/√400.
+    relative = np.linalg.norm(mean[name] - w[name]) / np.linalg.norm(w[name])
+    assert relative < 2 * sigma / np.sqrt(400)
+    assert _angle_of(b[name], w[name]) == pytest.approx(np.degrees(np.arctan(sigma)), abs=1.0)
+  assert not np.array_equal(draws[0], draws[1])  # fresh noise every step
+
+
+def test_bp_alignment_has_bps_direction_and_the_initial_norm():
+  w0 = _weights()
+  rule = rules.chain(rules.copy_weights(), rules.scale_to_initial_norm())
+  state = rule.init(w0)
+  w = jax.tree.map(lambda x: 2.5 * x + 0.01, w0)
+  b, _ = rule.update(_random_feedback(), state, w)
+  for name in w:
+    assert _angle_of(b[name], w[name]) < 1e-2
+    np.testing.assert_allclose(b[name] / np.linalg.norm(b[name]),
+                               w[name] / np.linalg.norm(w[name]), rtol=1e-5, atol=1e-7)
+    assert np.linalg.norm(b[name]) == pytest.approx(float(np.linalg.norm(w0[name])), rel=1e-5)
+
+
+@pytest.mark.parametrize('redraw', [True, False])
+def test_brsf_redraws_magnitudes_and_frsf_keeps_them(redraw):
+  w = _weights()
+  rule = rules.random_magnitude_signs(redraw=redraw, seed=3)
+  state = rule.init(w)
+  b1, state = rule.update(_random_feedback(), state, w)
+  b2, state = rule.update(b1, state, w)
+  for name in w:
+    np.testing.assert_array_equal(np.sign(b1[name]), np.sign(w[name]))
+    assert np.sqrt(np.mean(np.square(b1[name]))) == pytest.approx(
+        float(np.sqrt(np.mean(np.square(w[name])))), rel=0.05)
+    assert np.array_equal(b1[name], b2[name]) != redraw
+
+
+def test_kolen_pollack_difference_decays_geometrically_under_weight_decay():
+  import optax  # pylint: disable=g-import-not-at-top
+
+  lr, decay = 0.1, 0.05
+  optimizer = optax.chain(optax.add_decayed_weights(decay), optax.sgd(lr))
+  w, b = _weights(0), _random_feedback(1)
+  rule = rules.kolen_pollack(optimizer)
+  rule_state = rule.init(w)
+  opt_state = optimizer.init(w)
+  gap = [np.sqrt(sum(np.sum(np.square(w[k] - b[k])) for k in w))]
+  for step in range(30):
+    grads = jax.tree.map(lambda x, s=step: jnp.cos(x * (s + 1)), w)  # any gradient sequence
+    updates, opt_state = optimizer.update(grads, opt_state, w)
+    w = optax.apply_updates(w, updates)
+    b, rule_state = rule.update(b, rule_state, w, grads)
+    gap.append(np.sqrt(sum(np.sum(np.square(w[k] - b[k])) for k in w)))
+  ratios = np.array(gap[1:]) / np.array(gap[:-1])
+  np.testing.assert_allclose(ratios, 1 - lr * decay, rtol=1e-4)
+
+
+def test_weight_mirror_aligns_b_with_w_from_a_random_start():
+  w = _weights()
+  rule = rules.weight_mirror(learning_rate=0.05, decay=1.0, noise_std=1.0, num_samples=64, seed=0)
+  state = rule.init(w)
+  update = jax.jit(rule.update)
+  b = _random_feedback()
+  start = {name: _angle_of(b[name], w[name]) for name in w}
+  for _ in range(200):
+    b, state = update(b, state, w)
+  for name in w:
+    assert start[name] > 80
+    assert _angle_of(b[name], w[name]) < 30

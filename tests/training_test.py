@@ -16,7 +16,8 @@ from fajax.datasets.mnist import preprocess
 
 def _setup(method, **overrides):
   config = mnist.get_config(method)
-  config.update({**dict(momentum=0.9, weight_decay=5e-3), **overrides})
+  config.update({**dict(optimizer='sgd', learning_rate=0.02, momentum=0.9, weight_decay=5e-3),
+                 **overrides})
   optimizer, _ = training.create_optimizer(config, total_steps=100)
   method = methods.build(config, optimizer)
   model, state = training.create_train_state(config, 10, preprocess, optimizer, method)
@@ -108,3 +109,25 @@ def test_epoch_batches_deterministic_per_seed_and_epoch():
   assert not np.array_equal(a, epoch_batches(1000, 32, seed=0, epoch=4))
   assert a.shape == (31, 32)
   assert len(np.unique(a)) == a.size
+
+
+def test_batch_manhattan_steps_by_the_sign_of_the_gradient():
+  config = mnist.get_config('bp')
+  config.update(dict(optimizer='sgd', learning_rate=0.1, momentum=0.0, weight_decay=0.0,
+                     lr_schedule='constant', batch_manhattan=True))
+  optimizer, _ = training.create_optimizer(config, total_steps=10)
+  params = {'layer': {'kernel': jnp.ones((2, 2)), 'bias': jnp.ones((2,))}}
+  grads = {'layer': {'kernel': jnp.array([[3.0, -1e-4], [0.5, -7.0]]), 'bias': jnp.array([2.0, -2.0])}}
+  updates, _ = optimizer.update(grads, optimizer.init(params), params)
+  np.testing.assert_allclose(updates['layer']['kernel'], [[-0.1, 0.1], [-0.1, 0.1]], rtol=1e-6)
+  np.testing.assert_allclose(updates['layer']['bias'], [-0.1, 0.1], rtol=1e-6)
+
+
+@pytest.mark.parametrize('method', sorted(methods.METHODS))
+def test_every_method_trains_a_step_to_finite_values(method):
+  _, state, step = _setup(method)
+  for images, labels in _batches(2):
+    state, metrics = step(state, images, labels)
+  assert np.isfinite(float(metrics['train/loss']))
+  for tree in (state.params, state.feedback):
+    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(tree))

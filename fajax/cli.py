@@ -1,0 +1,28 @@
+"""What every fajax command line shares: quiet library logs and one-line user errors."""
+
+import sys
+from collections.abc import Callable
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from fajax.errors import FajaxError
+
+
+def run(body: Callable[[], None]) -> None:
+  """Parses flags and runs `body`; a FajaxError becomes `fajax: error: …` and exit status 2."""
+
+  def main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+    # Orbax reports every checkpoint step at INFO; the progress lines are what a user reads.
+    if not flags.FLAGS['verbosity'].present:
+      logging.set_verbosity(logging.WARNING)
+    try:
+      body()
+    except FajaxError as e:
+      print(f'fajax: error: {e}', file=sys.stderr)
+      sys.exit(2)
+
+  app.run(main)

@@ -1,0 +1,97 @@
+"""Forward-weight constraints: E/I and Const., alone and through real training steps."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fajax import constraints
+from fajax import methods
+from fajax import training
+from fajax.configs import mnist
+from fajax.datasets.mnist import preprocess
+
+
+def _weights():
+  keys = jax.random.split(jax.random.key(0), 2)
+  return {'a': jax.random.normal(keys[0], (5, 5, 3, 8)), 'b': jax.random.normal(keys[1], (20, 4))}
+
+
+def test_fixed_signs_projects_to_the_initial_signs_with_a_floor():
+  w0 = _weights()
+  constraint = constraints.fixed_signs()
+  state = constraint.init(w0)
+  flipped = jax.tree.map(lambda w: -w, w0)
+  projected = constraint.apply(flipped, state)
+  for name in w0:
+    np.testing.assert_array_equal(np.sign(projected[name]), np.sign(w0[name]))
+    np.testing.assert_allclose(np.abs(projected[name]), constraints.SIGN_FLOOR)
+  # Weights that kept their sign are left alone.
+  jax.tree.map(np.testing.assert_array_equal, constraint.apply(w0, state), w0)
+
+
+def test_fixed_norm_restores_the_initial_norm():
+  w0 = _weights()
+  constraint = constraints.fixed_norm()
+  state = constraint.init(w0)
+  projected = constraint.apply(jax.tree.map(lambda w: 3 * w + 1, w0), state)
+  for name in w0:
+    assert np.linalg.norm(projected[name]) == pytest.approx(float(np.linalg.norm(w0[name])), rel=1e-6)
+
+
+def _train(method, num_steps, **overrides):
+  config = mnist.get_config(method)
+  config.update(overrides)
+  optimizer, _ = training.create_optimizer(config, total_steps=num_steps)
+  built = methods.build(config, optimizer)
+  model, state = training.create_train_state(config, 10, preprocess, optimizer, built)
+  step = jax.jit(functools.partial(training.train_step, model=model, optimizer=optimizer,
+                                   method=built))
+  rng = np.random.default_rng(0)
+  states = [state]
+  for _ in range(num_steps):
+    images = rng.integers(0, 256, (16, 28, 28, 1), dtype=np.uint8)
+    state, _ = step(state, images, rng.integers(0, 10, 16).astype(np.int32))
+    states.append(jax.device_get(state))
+  return states
+
+
+def test_ei_no_weight_changes_sign_over_100_steps_while_biases_move():
+  states = _train('fa_usf_init_ei', 100, learning_rate=0.01)
+  first, last = states[0], states[-1]
+  w0 = training.layer_kernels(first.params, first.feedback)
+  for state in states:
+    for layer, w in training.layer_kernels(state.params, state.feedback).items():
+      assert np.all(np.sign(w) == np.where(w0[layer] < 0, -1, 1)), f'{layer} changed sign'
+  floored = sum(int(np.sum(np.abs(w) <= 2 * constraints.SIGN_FLOOR))
+                for w in training.layer_kernels(last.params, last.feedback).values())
+  assert floored > 0  # the constraint was active: some weights were pushed to the floor
+  biases_moved = [not np.allclose(last.params[l]['bias'], first.params[l]['bias'])
+                  for l in last.params]
+  assert all(biases_moved)
+
+
+@pytest.mark.parametrize('method', ['bp_const', 'fa_usf_const', 'fa_usf_const_ei'])
+def test_const_every_layer_keeps_its_initial_norm_after_every_step(method):
+  states = _train(method, 20, learning_rate=0.01)
+  initial = {layer: np.linalg.norm(w) for layer, w in
+             training.layer_kernels(states[0].params, states[0].feedback).items()}
+  for state in states[1:]:
+    for layer, w in training.layer_kernels(state.params, state.feedback).items():
+      assert np.linalg.norm(w) == pytest.approx(initial[layer], rel=1e-5)
+  w_first = training.layer_kernels(states[0].params, states[0].feedback)
+  w_last = training.layer_kernels(states[-1].params, states[-1].feedback)
+  assert not np.allclose(w_first['conv1'], w_last['conv1'])  # the direction moved
+
+
+def test_constraints_compose_in_order():
+  w0 = _weights()
+  both = constraints.chain(constraints.fixed_signs(), constraints.fixed_norm())
+  state = both.init(w0)
+  moved = jax.tree.map(lambda w: jnp.where(w > 0.5, -w, 2 * w), w0)
+  projected = both.apply(moved, state)
+  for name in w0:
+    np.testing.assert_array_equal(np.sign(projected[name]), np.sign(w0[name]))
+    assert np.linalg.norm(projected[name]) == pytest.approx(float(np.linalg.norm(w0[name])), rel=1e-6)
