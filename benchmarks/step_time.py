@@ -24,7 +24,7 @@ from absl import logging
 from fajax import methods
 from fajax import training
 from fajax.configs import mnist
-from fajax.datasets.mnist import preprocess
+from fajax.datasets import mnist as mnist_data
 
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', 128, 'Examples per step.')
 _STEPS = flags.DEFINE_integer('steps', 200, 'Timed steps per method (over all rounds).')
@@ -36,7 +36,7 @@ def _compiled_step(method, batch):
   config = mnist.get_config(method)
   optimizer, _ = training.create_optimizer(config, total_steps=10_000)
   method = methods.build(config, optimizer)
-  model, state = training.create_train_state(config, 10, preprocess, optimizer, method)
+  model, state = training.create_train_state(config, mnist_data.SPEC, optimizer, method)
   step = jax.jit(
       functools.partial(training.train_step, model=model, optimizer=optimizer, method=method),
       donate_argnums=0,

@@ -190,10 +190,13 @@ def activation_shapes(model: nnx.Module, input_shape: Sequence[int]) -> list:
   """(layer, pre-activation shape) of every `activate` call of the model, in forward order."""
   record = []
   token = _SHAPE_RECORD.set(record)
+  graphdef, state = nnx.split(model)
   try:
     # A fresh function each call: eval_shape caches traces by function, and a cached trace
-    # would not run the model's Python code that records the shapes.
-    jax.eval_shape(lambda x: model(x), jax.ShapeDtypeStruct((1, *input_shape), jnp.float32))
+    # would not run the model's Python code that records the shapes. The model runs as a copy
+    # (merge inside the trace), so batch statistics may update without touching the original.
+    jax.eval_shape(lambda s, x: nnx.merge(graphdef, s)(x), state,
+                   jax.ShapeDtypeStruct((1, *input_shape), jnp.float32))
   finally:
     _SHAPE_RECORD.reset(token)
   return record

@@ -1,6 +1,6 @@
 """Training and evaluation: small pure step functions and one linear loop.
 
-    model, state = create_train_state(config, num_classes, preprocess, optimizer, method)
+    model, state = create_train_state(config, data.spec, optimizer, method)
     state, metrics = train_step(state, images, labels, model=..., optimizer=..., method=...)
     sums = eval_step(state, images, labels, mask, model=...)
     final_metrics = train_and_evaluate(config, workdir)
@@ -31,6 +31,7 @@ from fajax.errors import ConfigError
 from fajax.layers import Feedback
 
 OPTIMIZERS = ('sgd', 'adam')
+_LEARNED_OR_FEEDBACK = nnx.Any(nnx.Param, Feedback, ErrorFeedback)
 LR_SCHEDULES = ('constant', 'cosine')
 
 
@@ -40,6 +41,7 @@ class TrainState:
   params: dict  # the model's nnx.Param state as a nested dict: W and biases
   feedback: dict  # layer name → that layer's feedback weights B
   error_feedback: dict  # DFA / DenseFA matrices (fixed), empty for other methods
+  model_state: dict  # every other model variable: batch-norm statistics, dropout RNG counts
   opt_state: optax.OptState
   rule_state: Any
   constraint_state: Any
@@ -52,13 +54,25 @@ class Model:
   graphdef: nnx.GraphDef
   preprocess: Any
 
-  def apply(self, state: 'TrainState', params: dict, raw_images: jax.Array) -> jax.Array:
-    """Logits of the model with `params` and the feedback weights of `state`."""
+  def apply(
+      self, state: 'TrainState', params: dict, raw_images: jax.Array, train: bool
+  ) -> tuple[jax.Array, dict]:
+    """Logits of the model with `params` and the rest of `state`, and the new model state.
+
+    `train` selects batch statistics (and updates the running ones) and active dropout.
+    """
     feedback = traverse_util.unflatten_dict(
         {(*layer.split('/'), 'feedback'): b for layer, b in state.feedback.items()}
     )
-    network = nnx.merge(self.graphdef, params, feedback, state.error_feedback)
-    return network(self.preprocess(raw_images))
+    network = nnx.merge(
+        self.graphdef, params, feedback, state.error_feedback, state.model_state
+    )
+    if train:
+      network.train()
+    else:
+      network.eval()
+    logits = network(self.preprocess(raw_images))
+    return logits, nnx.to_pure_dict(nnx.state(network, nnx.Not(_LEARNED_OR_FEEDBACK)))
 
 
 def _choose(name: str, value: str, choices) -> None:
@@ -75,7 +89,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _choose('optimizer', config.optimizer, OPTIMIZERS)
   _choose('lr_schedule', config.lr_schedule, LR_SCHEDULES)
   for field in ('batch_size', 'eval_batch_size', 'log_every_steps', 'eval_every_epochs',
-                'checkpoint_every_steps', 'checkpoints_to_keep'):
+                'checkpoint_every_steps', 'checkpoints_to_keep', 'data_workers', 'image_size'):
     if config[field] <= 0:
       raise ConfigError(f'{field} must be positive, got {config[field]}')
   if config.num_train_steps <= 0 and config.num_epochs <= 0:
@@ -121,7 +135,7 @@ def create_optimizer(config, total_steps: int) -> tuple[optax.GradientTransforma
 
 
 def create_train_state(
-    config, num_classes: int, preprocess, optimizer, method: methods.Method
+    config, spec: datasets.Spec, optimizer, method: methods.Method
 ) -> tuple[Model, TrainState]:
   """The model's structure and its initial state, created inside `jax.jit`.
 
@@ -130,26 +144,28 @@ def create_train_state(
   """
 
   def split(network):
-    graphdef, params, feedback, error_feedback = nnx.split(
-        network, nnx.Param, Feedback, ErrorFeedback
+    graphdef, params, feedback, error_feedback, model_state = nnx.split(
+        network, nnx.Param, Feedback, ErrorFeedback, ...
     )
     flat_feedback = traverse_util.flatten_dict(nnx.to_pure_dict(feedback))
     feedback = {'/'.join(k[:-1]): b for k, b in flat_feedback.items()}
-    return graphdef, nnx.to_pure_dict(params), feedback, nnx.to_pure_dict(error_feedback)
+    pure = nnx.to_pure_dict
+    return graphdef, pure(params), feedback, pure(error_feedback), pure(model_state)
 
   def build_network():
-    params_key, feedback_key = jax.random.split(jax.random.key(config.seed))
+    params_key, feedback_key, dropout_key = jax.random.split(jax.random.key(config.seed), 3)
     return models.create(
         config.model,
-        num_classes,
+        spec.num_classes,
+        spec.input_shape,
         config.kernel_init,
-        nnx.Rngs(params=params_key, feedback=feedback_key),
+        nnx.Rngs(params=params_key, feedback=feedback_key, dropout=dropout_key),
         direct_mode=method.direct_mode,
         direct_memory_budget_mb=config.direct_feedback_memory_budget_mb,
     )
 
   def init():
-    _, params, feedback, error_feedback = split(build_network())
+    _, params, feedback, error_feedback, model_state = split(build_network())
     kernels = layer_kernels(params, feedback)
     constraint_state = method.constraint.init(kernels)
     rule_state = method.rule.init(kernels)
@@ -159,13 +175,14 @@ def create_train_state(
         params=params,
         feedback=feedback,
         error_feedback=error_feedback,
+        model_state=model_state,
         opt_state=optimizer.init(params),
         rule_state=rule_state,
         constraint_state=constraint_state,
     )
 
   graphdef, *_ = split(nnx.eval_shape(build_network))
-  return Model(graphdef, preprocess), jax.jit(init)()
+  return Model(graphdef, spec.preprocess), jax.jit(init)()
 
 
 def _loss_and_error(logits, labels):
@@ -186,10 +203,11 @@ def train_step(
   """One optimizer step on W and biases, the constraint on W, then the rule's update of B."""
 
   def loss_fn(params):
-    loss, wrong = _loss_and_error(model.apply(state, params, images), labels)
-    return loss.mean(), wrong.mean()
+    logits, model_state = model.apply(state, params, images, train=True)
+    loss, wrong = _loss_and_error(logits, labels)
+    return loss.mean(), (wrong.mean(), model_state)
 
-  (loss, error), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  (loss, (error, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   kernels = method.constraint.apply(
@@ -202,6 +220,7 @@ def train_step(
       step=state.step + 1,
       params=with_kernels(params, kernels),
       feedback=feedback,
+      model_state=model_state,
       opt_state=opt_state,
       rule_state=rule_state,
   )
@@ -210,20 +229,14 @@ def train_step(
 
 def eval_step(state: TrainState, images, labels, mask, *, model: Model) -> dict:
   """Sums of loss and errors over the examples where `mask` is 1 (padding is 0)."""
-  loss, wrong = _loss_and_error(model.apply(state, state.params, images), labels)
+  logits, _ = model.apply(state, state.params, images, train=False)
+  loss, wrong = _loss_and_error(logits, labels)
   return {'loss': jnp.sum(loss * mask), 'errors': jnp.sum(wrong * mask), 'count': jnp.sum(mask)}
 
 
-def evaluate(eval_fn, state, images: jax.Array, labels: jax.Array, batch_size: int) -> dict:
-  """Loss and top-1 error (%) over a whole split, the last batch padded and masked."""
-  n = len(labels)
-  totals = []
-  for start in range(0, n, batch_size):
-    idx = np.arange(start, start + batch_size)
-    mask = (idx < n).astype(np.float32)
-    idx = np.minimum(idx, n - 1)
-    totals.append(eval_fn(state, images[idx], labels[idx], mask))
-  totals = jax.device_get(totals)
+def evaluate(eval_fn, state, batches) -> dict:
+  """Loss and top-1 error (%) over the (images, labels, mask) batches of a whole split."""
+  totals = jax.device_get([eval_fn(state, *batch) for batch in batches])
   count = sum(t['count'] for t in totals)
   return {
       'eval/loss': float(sum(t['loss'] for t in totals) / count),
@@ -265,12 +278,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | None) -
   """
   validate_config(config)
   data = datasets.load(config)
-  num_train = len(data.train_labels)
-  if num_train < config.batch_size:
+  if data.num_train < config.batch_size:
     raise ConfigError(
-        f'batch_size {config.batch_size} is larger than the {num_train} training examples'
+        f'batch_size {config.batch_size} is larger than the {data.num_train} training examples'
     )
-  steps_per_epoch = num_train // config.batch_size
+  steps_per_epoch = data.num_train // config.batch_size
   total_steps = (
       config.num_train_steps if config.num_train_steps > 0
       else config.num_epochs * steps_per_epoch
@@ -278,9 +290,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | None) -
 
   optimizer, schedule = create_optimizer(config, total_steps)
   method = methods.build(config, optimizer)
-  model, state = create_train_state(
-      config, data.num_classes, data.preprocess, optimizer, method
-  )
+  model, state = create_train_state(config, data.spec, optimizer, method)
 
   checkpoints = None
   log = MetricsLog(workdir)
@@ -298,33 +308,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | None) -
       log.truncate_after(restored_step)
       print(f'Resumed from the checkpoint at step {restored_step} in {workdir}', flush=True)
 
-  train_images = jax.device_put(data.train_images)
-  train_labels = jax.device_put(data.train_labels)
-  test_images = jax.device_put(data.test_images)
-  test_labels = jax.device_put(data.test_labels)
-
-  @functools.partial(jax.jit, donate_argnums=0)
-  def train_on_batch(state, images, labels, epoch_batches, index_in_epoch):
-    idx = epoch_batches[index_in_epoch]
-    return train_step(
-        state, images[idx], labels[idx], model=model, optimizer=optimizer, method=method
-    )
-
+  train_on_batch = jax.jit(
+      functools.partial(train_step, model=model, optimizer=optimizer, method=method),
+      donate_argnums=0,
+  )
   eval_fn = jax.jit(functools.partial(eval_step, model=model))
 
   step = int(state.step)
-  epoch_of_batches, batches = -1, None
+  batches = data.train_batches(
+      config.batch_size, config.seed, start_step=step, num_steps=total_steps - step,
+      shard_index=jax.process_index(), shard_count=jax.process_count(),
+  )
   pending = []
   interval_start, interval_step = time.perf_counter(), step
   eval_metrics = {}
-  while step < total_steps:
-    epoch, index_in_epoch = divmod(step, steps_per_epoch)
-    if epoch != epoch_of_batches:
-      epoch_of_batches = epoch
-      batches = jax.device_put(
-          datasets.epoch_batches(num_train, config.batch_size, config.seed, epoch)
-      )
-    state, metrics = train_on_batch(state, train_images, train_labels, batches, index_in_epoch)
+  for images, labels in batches:
+    state, metrics = train_on_batch(state, images, labels)
     pending.append(metrics)
     step += 1
 
@@ -344,7 +343,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | None) -
       )
     eval_due = step % (steps_per_epoch * config.eval_every_epochs) == 0
     if eval_due or step == total_steps:
-      eval_metrics = evaluate(eval_fn, state, test_images, test_labels, config.eval_batch_size)
+      eval_metrics = evaluate(eval_fn, state, data.eval_batches(config.eval_batch_size))
       line.update(eval_metrics)
       print(
           f"step {step}/{total_steps} | eval loss {eval_metrics['eval/loss']:.4f} | "
@@ -357,7 +356,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | None) -
       checkpoints.save(step, args=ocp.args.StandardSave(state))
 
   if not eval_metrics:  # resumed after the last step: nothing trained, report the result
-    eval_metrics = evaluate(eval_fn, state, test_images, test_labels, config.eval_batch_size)
+    eval_metrics = evaluate(eval_fn, state, data.eval_batches(config.eval_batch_size))
   if checkpoints:
     checkpoints.wait_until_finished()
     checkpoints.close()

@@ -11,7 +11,7 @@ from fajax import constraints
 from fajax import methods
 from fajax import training
 from fajax.configs import mnist
-from fajax.datasets.mnist import preprocess
+from fajax.datasets import mnist as mnist_data
 
 
 def _weights():
@@ -46,7 +46,7 @@ def _train(method, num_steps, **overrides):
   config.update(overrides)
   optimizer, _ = training.create_optimizer(config, total_steps=num_steps)
   built = methods.build(config, optimizer)
-  model, state = training.create_train_state(config, 10, preprocess, optimizer, built)
+  model, state = training.create_train_state(config, mnist_data.SPEC, optimizer, built)
   step = jax.jit(functools.partial(training.train_step, model=model, optimizer=optimizer,
                                    method=built))
   rng = np.random.default_rng(0)

@@ -16,8 +16,6 @@ from fajax.layers import FeedbackDense, default_kernel_init
 class TinyNet(nnx.Module):
   """6 → 5 → 4 → 3 → 3 dense ReLU net: three hidden layers, so DenseFA has a long-range term."""
 
-  input_shape = (6,)
-
   def __init__(self, num_classes=3, *, kernel_init=default_kernel_init, rngs):
     self.d1 = FeedbackDense(6, 5, kernel_init=kernel_init, rngs=rngs)
     self.d2 = FeedbackDense(5, 4, kernel_init=kernel_init, rngs=rngs)
@@ -35,7 +33,7 @@ class TinyNet(nnx.Module):
 
 @pytest.fixture(autouse=True)
 def _register_tiny_net(monkeypatch):
-  monkeypatch.setitem(models.MODELS, 'tiny', TinyNet)
+  monkeypatch.setitem(models.MODELS, 'tiny', (TinyNet, (6,)))
 
 
 X = jax.random.normal(jax.random.key(7), (8, 6))
@@ -43,7 +41,7 @@ LABELS = jnp.arange(8) % 3
 
 
 def _net(mode, seed=0):
-  return models.create('tiny', 3, 'he_normal', nnx.Rngs(params=seed, feedback=seed + 1),
+  return models.create('tiny', 3, (6,), 'he_normal', nnx.Rngs(params=seed, feedback=seed + 1),
                        direct_mode=mode)
 
 
@@ -104,7 +102,7 @@ def _restricted(net, keep):
   """`net` with every layer's DenseFA sources filtered by `keep(layer, source)`."""
   sources = {layer: tuple(s for s in srcs if keep(layer, s)) or (direct.ADJACENT,)
              for layer, srcs in net.direct.sources.items()}
-  shapes = direct.activation_shapes(net, net.input_shape)
+  shapes = direct.activation_shapes(net, (6,))
   restricted = direct.DirectFeedback(sources, shapes, 3, rngs=nnx.Rngs(feedback=1))
   for name in restricted.matrices:
     restricted.matrices[name][...] = net.direct.matrices[name][...]
@@ -141,11 +139,11 @@ def test_densefa_differs_from_both():
 
 def test_densefa_memory_estimate_refuses_over_budget():
   with pytest.raises(ConfigError, match=r"'all' feedback matrices of lenet5 need .* MB, over"):
-    models.create('lenet5', 10, 'he_normal', nnx.Rngs(params=0, feedback=1),
+    models.create('lenet5', 10, (32, 32, 1), 'he_normal', nnx.Rngs(params=0, feedback=1),
                   direct_mode='all', direct_memory_budget_mb=1.0)
   # LeNet-5's DenseFA matrices: 4704·(120+84+10) + 1600·(84+10) + 120·10 entries.
-  shapes = direct.activation_shapes(models.create('lenet5', 10, 'he_normal',
-                                                  nnx.Rngs(params=0, feedback=1)), (32, 32, 1))
+  lenet = models.create('lenet5', 10, (32, 32, 1), 'he_normal', nnx.Rngs(params=0, feedback=1))
+  shapes = direct.activation_shapes(lenet, (32, 32, 1))
   sources = direct.layer_sources('all', [name for name, _ in shapes])
   expected = 4 * (4704 * 214 + 1600 * 94 + 120 * 10)
   assert direct.memory_bytes(direct.plan_matrices(sources, shapes, 10)) == expected

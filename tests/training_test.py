@@ -11,7 +11,7 @@ from fajax import methods
 from fajax import training
 from fajax.configs import mnist
 from fajax.datasets import epoch_batches
-from fajax.datasets.mnist import preprocess
+from fajax.datasets import mnist as mnist_data
 
 
 def _setup(method, **overrides):
@@ -20,7 +20,7 @@ def _setup(method, **overrides):
                  **overrides})
   optimizer, _ = training.create_optimizer(config, total_steps=100)
   method = methods.build(config, optimizer)
-  model, state = training.create_train_state(config, 10, preprocess, optimizer, method)
+  model, state = training.create_train_state(config, mnist_data.SPEC, optimizer, method)
   step = jax.jit(functools.partial(training.train_step, model=model, optimizer=optimizer, method=method))
   return model, state, step
 

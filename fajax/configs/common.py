@@ -5,6 +5,8 @@ import ml_collections
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
+  # The column of the results table this experiment belongs to (fajax.paper.COLUMNS).
+  config.column = ''
 
   # The learning rule (fajax.methods.METHODS) and its switches.
   config.method = 'bp'
@@ -24,6 +26,8 @@ def get_config() -> ml_collections.ConfigDict:
   # Folder holding the raw datasets (e.g. mnist/); '' reads $FAJAX_DATA_DIR, and when that is
   # unset too, the prepared TFDS dataset.
   config.data_dir = ''
+  config.data_workers = 4  # threads of the grain input pipeline (CIFAR-10, ImageNet)
+  config.image_size = 224  # ImageNet crop size; other datasets have fixed sizes
   # Use only the first N examples of a split; 0 uses the whole split.
   config.train_examples_limit = 0
   config.eval_examples_limit = 0

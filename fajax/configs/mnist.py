@@ -17,6 +17,7 @@ from fajax.configs import common
 def get_config(method: str) -> ml_collections.ConfigDict:
   config = common.get_config()
   config.method = method
+  config.column = 'mnist'
   config.dataset = 'mnist'
   config.model = 'lenet5'
   config.optimizer = 'adam'

@@ -1,25 +1,83 @@
-"""Datasets held whole in memory, with deterministic shuffled batching."""
+"""The two kinds of dataset the trainer reads, behind one interface.
+
+    data.num_train; data.spec: num_classes, input_shape, preprocess(raw batch) -> model input
+    for images, labels in data.train_batches(batch_size, seed, start_step, num_steps): ...
+    for images, labels, mask in data.eval_batches(batch_size): ...
+
+`InMemoryDataset` (MNIST) keeps both splits on the device and gathers each batch there:
+nothing crosses from the host per step. `GrainDataset` (CIFAR-10, ImageNet) streams from a
+random-access source through a grain pipeline with parallel workers. In both, the batch of
+training step s depends only on (seed, s), so a resumed run sees exactly the batches of an
+uninterrupted one, and `shard_index/shard_count` give each process its own slice.
+"""
 
 import dataclasses
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 
+import grain
 import jax
 import numpy as np
 
 
+DATA_DIR_ENV = 'FAJAX_DATA_DIR'
+
+
+def data_dir(config) -> str:
+  """`config.data_dir`, else $FAJAX_DATA_DIR, else '' (meaning: read through TFDS)."""
+  return config.data_dir or os.environ.get(DATA_DIR_ENV, '')
+
+
+def epoch_batches(num_examples: int, batch_size: int, seed: int, epoch: int) -> np.ndarray:
+  """Example indices of each batch of one epoch, shape [steps_per_epoch, batch_size].
+
+  A fresh permutation per epoch that depends only on (seed, epoch). The incomplete last batch
+  is dropped.
+  """
+  permutation = np.random.default_rng([seed, epoch]).permutation(num_examples)
+  steps = num_examples // batch_size
+  return permutation[: steps * batch_size].reshape(steps, batch_size).astype(np.int32)
+
+
+def _padded_ranges(n: int, batch_size: int):
+  """(indices, mask) of consecutive eval batches; the last one padded with its final index."""
+  for start in range(0, n, batch_size):
+    idx = np.arange(start, start + batch_size)
+    yield np.minimum(idx, n - 1), (idx < n).astype(np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+  """What the model needs to know of a dataset.
+
+  `preprocess` runs inside the jitted step on raw batches (uint8), producing model inputs of
+  `input_shape` (per example): raw data stays small in memory and on the way to the device.
+  """
+
+  num_classes: int
+  input_shape: tuple[int, ...]
+  preprocess: Callable[[jax.Array], jax.Array]
+
+
+@jax.jit
+def _gather(images, labels, batches, index):
+  idx = batches[index]
+  return images[idx], labels[idx]
+
+
 @dataclasses.dataclass(frozen=True)
 class InMemoryDataset:
-  """Raw train and test splits, and the function that turns raw images into model inputs.
-
-  `preprocess` runs inside the jitted step, so the raw (uint8) images are what sits in memory.
-  """
+  """Raw train and test splits as arrays."""
 
   train_images: np.ndarray
   train_labels: np.ndarray
   test_images: np.ndarray
   test_labels: np.ndarray
-  num_classes: int
-  preprocess: Callable[[jax.Array], jax.Array]
+  spec: Spec
+
+  @property
+  def num_train(self) -> int:
+    return len(self.train_labels)
 
   def take(self, train_examples: int, test_examples: int) -> 'InMemoryDataset':
     """The first examples of each split; 0 keeps the whole split."""
@@ -33,13 +91,109 @@ class InMemoryDataset:
         test_labels=self.test_labels[test],
     )
 
+  def train_batches(
+      self, batch_size, seed, start_step, num_steps, shard_index=0, shard_count=1
+  ) -> Iterator[tuple[jax.Array, jax.Array]]:
+    """Batches on the device; with several shards, each takes its slice of every batch."""
+    images, labels = jax.device_put(self.train_images), jax.device_put(self.train_labels)
+    steps_per_epoch = self.num_train // batch_size
+    per_shard = batch_size // shard_count
+    loaded_epoch, batches = -1, None
+    for step in range(start_step, start_step + num_steps):
+      epoch, index = divmod(step, steps_per_epoch)
+      if epoch != loaded_epoch:
+        loaded_epoch = epoch
+        batches = epoch_batches(self.num_train, batch_size, seed, epoch)
+        batches = jax.device_put(batches[:, shard_index * per_shard : (shard_index + 1) * per_shard])
+      yield _gather(images, labels, batches, index)
 
-def epoch_batches(num_examples: int, batch_size: int, seed: int, epoch: int) -> np.ndarray:
-  """Example indices of each batch of one epoch, shape [steps_per_epoch, batch_size].
+  def eval_batches(self, batch_size) -> Iterator[tuple[jax.Array, jax.Array, np.ndarray]]:
+    images, labels = jax.device_put(self.test_images), jax.device_put(self.test_labels)
+    for idx, mask in _padded_ranges(len(self.test_labels), batch_size):
+      yield images[idx], labels[idx], mask
 
-  A fresh permutation per epoch that depends only on (seed, epoch), so a resumed run sees the
-  same batches as one never interrupted. The incomplete last batch is dropped.
+
+@dataclasses.dataclass(frozen=True)
+class GrainDataset:
+  """Random-access sources of (image, label) records, streamed through grain.
+
+  `augment(image, rng)` runs per training record in the workers (numpy, uint8 in and out);
+  `eval_transform(image)` per test record; `spec.preprocess` on the device inside the step.
   """
-  permutation = np.random.default_rng([seed, epoch]).permutation(num_examples)
-  steps = num_examples // batch_size
-  return permutation[: steps * batch_size].reshape(steps, batch_size).astype(np.int32)
+
+  train_source: object  # len() and [i] -> (image uint8 HWC, label)
+  test_source: object
+  spec: Spec
+  augment: Callable[[np.ndarray, np.random.Generator], np.ndarray]
+  eval_transform: Callable[[np.ndarray], np.ndarray]
+  num_threads: int = 4
+  prefetch: int = 8
+
+  @property
+  def num_train(self) -> int:
+    return len(self.train_source)
+
+  def take(self, train_examples: int, test_examples: int) -> 'GrainDataset':
+    """The first examples of each split; 0 keeps the whole split."""
+    first = lambda source, n: _Slice(source, min(n, len(source))) if n else source
+    return dataclasses.replace(
+        self,
+        train_source=first(self.train_source, train_examples),
+        test_source=first(self.test_source, test_examples),
+    )
+
+  def _read_options(self):
+    return grain.ReadOptions(num_threads=self.num_threads, prefetch_buffer_size=self.prefetch)
+
+  def train_batches(
+      self, batch_size, seed, start_step, num_steps, shard_index=0, shard_count=1
+  ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    steps_per_epoch = self.num_train // batch_size
+    epochs = (start_step + num_steps) // steps_per_epoch + 1
+    augment = self.augment
+    dataset = (
+        grain.MapDataset.source(self.train_source)
+        .shuffle(seed=seed)
+        .repeat(epochs)
+        .random_map(lambda record, rng: (augment(record[0], rng), record[1]), seed=seed)
+        .batch(batch_size, drop_remainder=True)
+    )
+    per_shard = batch_size // shard_count
+    shard = slice(shard_index * per_shard, (shard_index + 1) * per_shard)
+    dataset = dataset[start_step : start_step + num_steps].map(
+        lambda batch: (batch[0][shard], batch[1][shard].astype(np.int32))
+    )
+    yield from dataset.to_iter_dataset(self._read_options())
+
+  def eval_batches(self, batch_size) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    source = self.test_source
+    transform = self.eval_transform
+    batches = grain.MapDataset.range(len(source)).batch(batch_size).map(
+        lambda idx: _eval_batch(source, transform, idx, batch_size)
+    )
+    yield from batches.to_iter_dataset(self._read_options())
+
+
+def _eval_batch(source, transform, idx, batch_size):
+  mask = np.zeros(batch_size, np.float32)
+  mask[: len(idx)] = 1
+  idx = np.concatenate([idx, np.full(batch_size - len(idx), idx[-1])])
+  records = [source[int(i)] for i in idx]
+  images = np.stack([transform(image) for image, _ in records])
+  labels = np.array([label for _, label in records], np.int32)
+  return images, labels, mask
+
+
+class _Slice:
+  """The first n records of a random-access source."""
+
+  def __init__(self, source, n):
+    self.source, self.n = source, n
+
+  def __len__(self):
+    return self.n
+
+  def __getitem__(self, i):
+    if not 0 <= i < self.n:
+      raise IndexError(i)
+    return self.source[i]

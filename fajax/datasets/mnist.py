@@ -116,9 +116,7 @@ def load(data_dir: str) -> base.InMemoryDataset:
     load_split = load_split_from_tfds
   train_images, train_labels = load_split('train')
   test_images, test_labels = load_split('test')
-  return base.InMemoryDataset(
-      train_images, train_labels, test_images, test_labels, NUM_CLASSES, preprocess
-  )
+  return base.InMemoryDataset(train_images, train_labels, test_images, test_labels, SPEC)
 
 
 def preprocess(images: jax.Array) -> jax.Array:
@@ -126,3 +124,6 @@ def preprocess(images: jax.Array) -> jax.Array:
   pad = (32 - IMAGE_SIDE) // 2
   images = jnp.pad(images.astype(jnp.float32) / 255.0, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
   return (images - PIXEL_MEAN) / PIXEL_STD
+
+
+SPEC = base.Spec(NUM_CLASSES, (32, 32, 1), preprocess)

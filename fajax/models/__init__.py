@@ -1,32 +1,59 @@
-"""Models by config name; every weight layer of each is a feedback layer."""
+"""Models by config name; every conv and dense layer of each is a feedback layer."""
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Sequence
 
 from flax import nnx
 
 from fajax import direct
 from fajax.errors import ConfigError
 from fajax.layers import KERNEL_INITIALIZERS
+from fajax.models.alexnet import AlexNet
+from fajax.models.cifar_convnet import CifarConvNet
 from fajax.models.lenet import LeNet5
+from fajax.models.resnet import ResNet18, ResNet20
 
-MODELS: dict[str, Callable[..., nnx.Module]] = {'lenet5': LeNet5}
+# name → (factory(num_classes, kernel_init=, rngs=), the input shape it requires, or None for
+# any image size its pooling can take)
+MODELS: dict[str, tuple[Callable[..., nnx.Module], tuple[int, ...] | None]] = {
+    'lenet5': (LeNet5, (32, 32, 1)),
+    'cifar_convnet': (functools.partial(CifarConvNet, batch_norm=False), (32, 32, 3)),
+    'cifar_convnet_bn': (functools.partial(CifarConvNet, batch_norm=True), (32, 32, 3)),
+    'resnet20': (ResNet20, (32, 32, 3)),
+    'resnet18': (ResNet18, None),
+    'alexnet': (functools.partial(AlexNet, batch_norm=False), None),
+    'alexnet_bn': (functools.partial(AlexNet, batch_norm=True), None),
+}
+
+
+def check_input(name: str, input_shape: Sequence[int]) -> None:
+  """Raises ConfigError when the model cannot take the dataset's inputs."""
+  required = MODELS[name][1]
+  if required is not None and tuple(input_shape) != required:
+    raise ConfigError(
+        f'model {name} takes {"×".join(map(str, required))} inputs but the dataset gives '
+        f'{"×".join(map(str, input_shape))}; choose a model made for this dataset'
+    )
 
 
 def create(
     name: str,
     num_classes: int,
+    input_shape: Sequence[int],
     kernel_init: str,
     rngs: nnx.Rngs,
-    direct_mode: str = 'adjacent',
+    direct_mode: str = direct.ADJACENT,
     direct_memory_budget_mb: float = float('inf'),
 ) -> nnx.Module:
   """The model, with DFA / DenseFA matrices when `direct_mode` is 'output' / 'all'.
 
   Raises ConfigError, before allocating, when those matrices would exceed the budget.
   """
-  model = MODELS[name](num_classes, kernel_init=KERNEL_INITIALIZERS[kernel_init], rngs=rngs)
+  check_input(name, input_shape)
+  factory, _ = MODELS[name]
+  model = factory(num_classes, kernel_init=KERNEL_INITIALIZERS[kernel_init], rngs=rngs)
   if direct_mode != direct.ADJACENT:
-    shapes = direct.activation_shapes(model, model.input_shape)
+    shapes = direct.activation_shapes(model, input_shape)
     sources = direct.layer_sources(direct_mode, [layer for layer, _ in shapes])
     needed_mb = direct.memory_bytes(direct.plan_matrices(sources, shapes, num_classes)) / 2**20
     if needed_mb > direct_memory_budget_mb:

@@ -15,7 +15,6 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
 class LeNet5(nnx.Module):
   """conv 6·5×5 → pool → conv 16·5×5 → pool → conv 120·5×5 → FC 84 → FC classes, on 32×32."""
 
-  input_shape = (32, 32, 1)
 
   def __init__(
       self,

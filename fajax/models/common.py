@@ -1,0 +1,43 @@
+"""Pieces the models share: pooling, and conv/dense blocks with optional batch norm."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from fajax.layers import FeedbackConv
+
+
+def max_pool(x: jax.Array, window: int, stride: int, padding: str = 'VALID') -> jax.Array:
+  return nnx.max_pool(x, (window, window), (stride, stride), padding)
+
+
+def adaptive_avg_pool(x: jax.Array, size: int) -> jax.Array:
+  """Average over `size`×`size` bins spanning the input, as PyTorch's AdaptiveAvgPool2d."""
+  _, h, w, _ = x.shape
+  rows = []
+  for i in range(size):
+    r0, r1 = (i * h) // size, math.ceil((i + 1) * h / size)
+    cols = []
+    for j in range(size):
+      c0, c1 = (j * w) // size, math.ceil((j + 1) * w / size)
+      cols.append(jnp.mean(x[:, r0:r1, c0:c1, :], axis=(1, 2)))
+    rows.append(jnp.stack(cols, axis=1))
+  return jnp.stack(rows, axis=1)
+
+
+class ConvBN(nnx.Module):
+  """Feedback conv, then batch norm when `batch_norm` (the conv then has no bias)."""
+
+  def __init__(self, in_features, out_features, kernel_size, *, strides=1, padding='SAME',
+               batch_norm: bool, kernel_init, rngs: nnx.Rngs):
+    self.conv = FeedbackConv(
+        in_features, out_features, (kernel_size, kernel_size), strides=(strides, strides),
+        padding=padding, use_bias=not batch_norm, kernel_init=kernel_init, rngs=rngs,
+    )
+    self.norm = nnx.BatchNorm(out_features, momentum=0.9, rngs=rngs) if batch_norm else None
+
+  def __call__(self, x):
+    x = self.conv(x)
+    return x if self.norm is None else self.norm(x)

@@ -1,0 +1,54 @@
+"""One real training step of every column through `fajax.main`, on generated or mock data."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from tests.fixtures import write_cifar10
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+ONE_STEP = ['--config.num_train_steps=1', '--config.batch_size=4', '--config.eval_batch_size=4',
+            '--config.eval_examples_limit=4']
+# Runs fajax.main with TFDS's mock data in place of the real (unavailable) dataset.
+UNDER_MOCK_DATA = (
+    'import runpy, sys, tensorflow_datasets as tfds\n'
+    'sys.argv = ["fajax.main"] + sys.argv[1:]\n'
+    'with tfds.testing.mock_data(num_examples=16):\n'
+    '  runpy.run_module("fajax.main", run_name="__main__")\n'
+)
+
+
+def _run(args, env):
+  return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=REPO,
+                        env={**os.environ, **env}, timeout=600)
+
+
+@pytest.mark.parametrize('experiment', ['cifar10_1_fa_usf_sn', 'cifar10_1_dfa', 'cifar10_2_bp'])
+def test_one_step_on_a_cifar10_folder_laid_out_as_the_real_one(experiment, tmp_path):
+  write_cifar10(tmp_path / 'data')
+  result = _run(['-m', 'fajax.main', f'--config=experiments/{experiment}.py',
+                 f'--workdir={tmp_path / "run"}', *ONE_STEP],
+                {'FAJAX_DATA_DIR': str(tmp_path / 'data')})
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'Done at step 1' in result.stdout
+
+
+@pytest.mark.parametrize('experiment', ['imagenet1_fa_usf_const_ei', 'imagenet2_fa_usf_sn'])
+def test_one_step_on_tfds_mock_imagenet(experiment, tmp_path):
+  result = _run(['-c', UNDER_MOCK_DATA, f'--config=experiments/{experiment}.py',
+                 f'--workdir={tmp_path}', '--config.image_size=64', *ONE_STEP],
+                {'FAJAX_DATA_DIR': ''})
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'Done at step 1' in result.stdout
+
+
+def test_densefa_on_the_cifar_convnet_is_refused_under_the_default_budget(tmp_path):
+  write_cifar10(tmp_path / 'data')
+  result = _run(['-m', 'fajax.main', '--config=experiments/cifar10_1_densefa.py',
+                 f'--workdir={tmp_path / "run"}', '--config.direct_feedback_memory_budget_mb=2048',
+                 *ONE_STEP], {'FAJAX_DATA_DIR': str(tmp_path / 'data')})
+  assert result.returncode == 2
+  assert "feedback matrices of cifar_convnet need 8,325.7 MB" in result.stderr

@@ -1,0 +1,112 @@
+"""CIFAR-10 and ImageNet input pipelines: readers, augmentation, batching and TFDS mock data."""
+
+import numpy as np
+import pytest
+
+from fajax import datasets
+from fajax.configs import cifar10_1, imagenet
+from fajax.datasets import cifar10
+from fajax.datasets import imagenet as imagenet_data
+from fajax.errors import DataError
+
+from tests.fixtures import write_cifar10
+
+
+def _cifar_config(data_dir):
+  config = cifar10_1.get_config('bp')
+  config.data_dir = str(data_dir)
+  return config
+
+
+def test_cifar10_raw_reader_reads_the_real_layout(tmp_path):
+  write_cifar10(tmp_path)
+  data = datasets.load(_cifar_config(tmp_path))
+  assert data.num_train == 100 and len(data.test_source) == 20
+  image, label = data.train_source[3]
+  assert image.shape == (32, 32, 3) and image.dtype == np.uint8
+  np.testing.assert_array_equal(image[..., 0], label * 20)  # red plane first in each row
+  np.testing.assert_array_equal(image[..., 1], 1)
+  np.testing.assert_array_equal(image[..., 2], 2)
+
+
+def test_cifar10_corrupt_batch_is_named(tmp_path):
+  directory = write_cifar10(tmp_path)
+  path = directory / 'data_batch_3'
+  path.write_bytes(path.read_bytes()[:1000])
+  with pytest.raises(DataError, match='data_batch_3 is not a valid CIFAR-10 batch'):
+    datasets.load(_cifar_config(tmp_path))
+
+
+def test_cifar10_missing_file_and_directory(tmp_path):
+  with pytest.raises(DataError, match='cifar-10-batches-py does not exist'):
+    datasets.load(_cifar_config(tmp_path))
+  directory = write_cifar10(tmp_path)
+  (directory / 'test_batch').unlink()
+  with pytest.raises(DataError, match='test_batch not found'):
+    datasets.load(_cifar_config(tmp_path))
+
+
+def _batches(data, seed, start=0, steps=3):
+  return [tuple(np.asarray(x) for x in batch)
+          for batch in data.train_batches(8, seed, start_step=start, num_steps=steps)]
+
+
+def test_training_batches_are_deterministic_per_seed_and_resume_exactly(tmp_path):
+  write_cifar10(tmp_path)
+  data = datasets.load(_cifar_config(tmp_path))
+  first, again, other = _batches(data, 0), _batches(data, 0), _batches(data, 1)
+  for a, b in zip(first, again):
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+  assert not np.array_equal(first[0][0], other[0][0])
+  resumed = _batches(data, 0, start=2, steps=1)
+  np.testing.assert_array_equal(resumed[0][0], first[2][0])
+  # Two shards split every batch between them.
+  halves = [list(data.train_batches(8, 0, 0, 1, shard_index=i, shard_count=2))[0]
+            for i in range(2)]
+  np.testing.assert_array_equal(np.concatenate([h[1] for h in halves]), first[0][1])
+
+
+def test_cifar10_augmentation_crops_flips_and_depends_on_the_seed():
+  image = np.arange(32 * 32 * 3, dtype=np.uint8).reshape(32, 32, 3)
+  crops = [cifar10.augment(image, np.random.default_rng(s)) for s in range(20)]
+  assert all(c.shape == (32, 32, 3) for c in crops)
+  np.testing.assert_array_equal(cifar10.augment(image, np.random.default_rng(5)), crops[5])
+  assert len({c.tobytes() for c in crops}) > 10
+
+
+def test_imagenet_crops_are_deterministic_and_the_right_size():
+  rng = np.random.default_rng(0)
+  image = rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)
+  a = imagenet_data.random_resized_crop(image, 224, np.random.default_rng(1))
+  b = imagenet_data.random_resized_crop(image, 224, np.random.default_rng(1))
+  c = imagenet_data.random_resized_crop(image, 224, np.random.default_rng(2))
+  assert a.shape == (224, 224, 3)
+  np.testing.assert_array_equal(a, b)
+  assert not np.array_equal(a, c)
+  center = imagenet_data.center_crop(image, 224)
+  assert center.shape == (224, 224, 3)
+
+
+def test_eval_batches_cover_the_split_once_with_a_mask(tmp_path):
+  write_cifar10(tmp_path)
+  data = datasets.load(_cifar_config(tmp_path))
+  batches = list(data.eval_batches(16))
+  assert [b[2].sum() for b in batches] == [16, 4]
+  labels = np.concatenate([b[1][b[2] > 0] for b in batches])
+  np.testing.assert_array_equal(labels, [data.test_source[i][1] for i in range(20)])
+
+
+@pytest.mark.parametrize('name', ['cifar10', 'imagenet2012'])
+def test_tfds_sources_through_mock_data(name, monkeypatch):
+  tfds = pytest.importorskip('tensorflow_datasets')
+  monkeypatch.delenv('FAJAX_DATA_DIR', raising=False)
+  config = imagenet.get_config('imagenet2', 'bp') if name == 'imagenet2012' else _cifar_config('')
+  config.image_size = 64
+  config.data_dir = ''
+  with tfds.testing.mock_data(num_examples=24):
+    data = datasets.load(config)
+    images, labels = next(iter(data.train_batches(8, 0, 0, 1)))
+  side = 64 if name == 'imagenet2012' else 32
+  assert images.shape == (8, side, side, 3) and images.dtype == np.uint8
+  assert labels.dtype == np.int32

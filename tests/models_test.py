@@ -1,0 +1,96 @@
+"""The CIFAR-10 and ImageNet models: shapes, sizes, and BP gradients equal to plain autodiff."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from fajax import kernel
+from fajax import models
+from fajax.errors import ConfigError
+from fajax.layers import Feedback
+
+CASES = {  # model: (input shape, classes, parameter count of the reference implementation)
+    'cifar_convnet': ((32, 32, 3), 10, None),
+    'cifar_convnet_bn': ((32, 32, 3), 10, None),
+    'resnet20': ((32, 32, 3), 10, 269_722),  # He et al. 2016: 0.27 M
+    'resnet18': ((64, 64, 3), 1000, 11_689_512),  # torchvision resnet18: 11.7 M
+    'alexnet': ((64, 64, 3), 1000, 61_100_840),  # torchvision alexnet
+    'alexnet_bn': ((64, 64, 3), 1000, None),
+}
+
+
+def _create(name, mode='adjacent'):
+  shape, classes, _ = CASES[name]
+  return models.create(name, classes, shape, 'he_normal',
+                       nnx.Rngs(params=0, feedback=1, dropout=2), direct_mode=mode)
+
+
+def _count(model, variable_type):
+  return sum(x.size for x in jax.tree.leaves(nnx.state(model, variable_type)))
+
+
+@pytest.mark.parametrize('name', sorted(CASES))
+def test_output_shape_and_parameter_count(name):
+  model = _create(name)
+  shape, classes, expected = CASES[name]
+  model.eval()
+  assert model(jnp.zeros((2, *shape))).shape == (2, classes)
+  if expected is not None:
+    assert _count(model, nnx.Param) == expected
+  # Every conv and dense kernel has feedback weights of its own shape.
+  kernels = [v for path, v in nnx.to_flat_state(nnx.state(model, nnx.Param)) if path[-1] == 'kernel']
+  assert _count(model, Feedback) == sum(k.size for k in kernels)
+
+
+def test_cifar_convnet_size_matches_the_dfa_papers_layers():
+  # conv 3→96, 96→128, 128→256 at 5×5 with biases; FC 4096→2048→2048→10.
+  expected = (5 * 5 * 3 * 96 + 96 + 5 * 5 * 96 * 128 + 128 + 5 * 5 * 128 * 256 + 256
+              + 4096 * 2048 + 2048 + 2048 * 2048 + 2048 + 2048 * 10 + 10)
+  assert _count(_create('cifar_convnet'), nnx.Param) == expected
+
+
+@pytest.mark.parametrize('name', sorted(CASES))
+def test_bp_gradients_equal_plain_autodiff(name, monkeypatch):
+  model = _create(name)
+  model.eval()  # running batch-norm statistics, no dropout: the same function twice
+  # B = W in every layer (the BP rule).
+  for path, module in model.iter_modules():
+    if hasattr(module, 'feedback') and isinstance(module.feedback, Feedback):
+      module.feedback[...] = module.kernel[...]
+  shape, classes, _ = CASES[name]
+  x = jax.random.normal(jax.random.key(0), (2, *shape))
+  labels = jnp.array([1, 7]) % classes
+
+  def loss(m):
+    logits = m(x)
+    return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(2), labels])
+
+  with_feedback = nnx.to_pure_dict(nnx.grad(loss)(model))
+  monkeypatch.setattr(kernel, 'feedback_op', lambda op, x, w, b: op(x, w))
+  plain = nnx.to_pure_dict(nnx.grad(loss)(model))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
+               with_feedback, plain)
+
+
+def test_dfa_works_on_the_cifar_convnet():
+  model = _create('cifar_convnet', mode='output')
+  assert set(model.direct.matrices) == {
+      'conv1_from_output', 'conv2_from_output', 'conv3_from_output', 'fc1_from_output'}
+  x = jax.random.normal(jax.random.key(0), (4, 32, 32, 3))
+  grads = nnx.to_pure_dict(nnx.grad(lambda m: jnp.sum(jax.nn.log_softmax(m(x))[:, 3]))(model))
+  assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+  assert np.linalg.norm(grads['conv1']['conv']['kernel']) > 0
+
+
+def test_densefa_on_resnet18_is_refused_before_allocating():
+  with pytest.raises(ConfigError, match=r"'all' feedback matrices of resnet18 need [\d,.]+ MB"):
+    models.create('resnet18', 1000, (224, 224, 3), 'he_normal',
+                  nnx.Rngs(params=0, feedback=1, dropout=2), direct_mode='all',
+                  direct_memory_budget_mb=2048)
+
+
+def test_a_model_refuses_inputs_it_was_not_made_for():
+  with pytest.raises(ConfigError, match='model resnet20 takes 32×32×3 inputs but the dataset'):
+    models.create('resnet20', 10, (28, 28, 1), 'he_normal', nnx.Rngs(params=0, feedback=1))
