@@ -110,3 +110,17 @@ def test_tfds_sources_through_mock_data(name, monkeypatch):
   side = 64 if name == 'imagenet2012' else 32
   assert images.shape == (8, side, side, 3) and images.dtype == np.uint8
   assert labels.dtype == np.int32
+
+
+def test_reading_tfds_data_never_imports_tensorflow(monkeypatch):
+  tfds = pytest.importorskip('tensorflow_datasets')
+  import sys  # pylint: disable=g-import-not-at-top
+
+  monkeypatch.delenv('FAJAX_DATA_DIR', raising=False)
+  config = imagenet.get_config('imagenet1', 'bp')
+  config.image_size = 64
+  with tfds.testing.mock_data(num_examples=8):
+    data = datasets.load(config)
+    next(iter(data.train_batches(4, 0, 0, 1)))
+    next(iter(data.eval_batches(4)))
+  assert 'tensorflow' not in sys.modules
