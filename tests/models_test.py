@@ -56,7 +56,7 @@ def test_bp_gradients_equal_plain_autodiff(name, monkeypatch):
   model = _create(name)
   model.eval()  # running batch-norm statistics, no dropout: the same function twice
   # B = W in every layer (the BP rule).
-  for path, module in model.iter_modules():
+  for _, module in nnx.iter_modules(model):
     if hasattr(module, 'feedback') and isinstance(module.feedback, Feedback):
       module.feedback[...] = module.kernel[...]
   shape, classes, _ = CASES[name]
