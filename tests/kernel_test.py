@@ -109,3 +109,13 @@ def test_conv_matches_lax_directly():
   op, x, w, _ = _conv_case(CONV_SETTINGS[0])
   direct = lax.conv_general_dilated(x, w, (1, 1), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
   np.testing.assert_array_equal(op(x, w), direct)
+
+
+def test_b_proportional_to_w_gives_bps_backward_direction_exactly():
+  # BP + Alignment: B = c·W, so the backward signal is c times BP's, the same direction.
+  op, x, w, _ = _conv_case(CONV_SETTINGS[1])
+  bp = jax.grad(lambda x: _loss(op(x, w)))(x)
+  aligned = jax.grad(lambda x: _loss(kernel.feedback_op(op, x, w, 0.25 * w)))(x)
+  cosine = jnp.vdot(aligned, bp) / (jnp.linalg.norm(aligned) * jnp.linalg.norm(bp))
+  np.testing.assert_allclose(cosine, 1.0, rtol=1e-6)
+  np.testing.assert_allclose(aligned, 0.25 * bp, rtol=1e-5, atol=1e-8)
