@@ -3,13 +3,18 @@
     python -m fajax.main --config=experiments/mnist_bp.py --workdir=runs/mnist_bp \
         [--config.num_epochs=1 --config.seed=1 ...]
 
-Running the same command again on the same workdir resumes from its latest checkpoint.
+Running the same command again on the same workdir resumes from its latest checkpoint. For a
+multi-process run, start one such command per process with --coordinator_address=HOST:PORT
+--num_processes=N --process_id=I (launch/ has scripts); on SLURM or a Cloud TPU pod JAX finds
+these itself.
 """
 
+import jax
 from absl import flags
 from ml_collections import config_flags
 
 from fajax import cli
+from fajax import sharding
 from fajax import training
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -18,15 +23,22 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string(
     'workdir', None, 'Folder for config.json, metrics.jsonl and checkpoints.'
 )
+_COORDINATOR = flags.DEFINE_string(
+    'coordinator_address', None, 'host:port of process 0, for a multi-process run.'
+)
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Processes in a multi-process run.')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process\'s index, from 0.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def train_from_flags():
+  sharding.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   metrics = training.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  print(
+  if jax.process_index() == 0:
+    print(
       f"Done at step {metrics['step']}: test error {metrics['eval/top1_error']:.2f}%, "
       f"test loss {metrics['eval/loss']:.4f}"
-  )
+    )
 
 
 if __name__ == '__main__':

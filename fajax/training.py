@@ -26,6 +26,7 @@ from flax import traverse_util
 from fajax import datasets
 from fajax import methods
 from fajax import models
+from fajax import sharding
 from fajax.direct import ErrorFeedback
 from fajax.errors import ConfigError
 from fajax.layers import Feedback
@@ -135,12 +136,13 @@ def create_optimizer(config, total_steps: int) -> tuple[optax.GradientTransforma
 
 
 def create_train_state(
-    config, spec: datasets.Spec, optimizer, method: methods.Method
+    config, spec: datasets.Spec, optimizer, method: methods.Method, mesh=None
 ) -> tuple[Model, TrainState]:
   """The model's structure and its initial state, created inside `jax.jit`.
 
   Creating the state under jit gives every leaf its own buffer (B = W for BP is a copy, not an
-  alias of W), so the train step can donate the whole state.
+  alias of W), so the train step can donate the whole state. On a `mesh`, the state is created
+  already laid out as `sharding.state_shardings` says, with no copy on one device first.
   """
 
   def split(network):
@@ -182,7 +184,12 @@ def create_train_state(
     )
 
   graphdef, *_ = split(nnx.eval_shape(build_network))
-  return Model(graphdef, spec.preprocess), jax.jit(init)()
+  out_shardings = None
+  if mesh is not None:
+    out_shardings = sharding.state_shardings(
+        mesh, jax.eval_shape(init), config.shard_large_params
+    )
+  return Model(graphdef, spec.preprocess), jax.jit(init, out_shardings=out_shardings)()
 
 
 def _loss_and_error(logits, labels):
@@ -277,6 +284,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | None) -
   latest checkpoint when one exists.
   """
   validate_config(config)
+  mesh = sharding.make_mesh()
+  sharding.check_batch_sizes(config, mesh)
   data = datasets.load(config)
   if data.num_train < config.batch_size:
     raise ConfigError(
@@ -290,29 +299,46 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | None) -
 
   optimizer, schedule = create_optimizer(config, total_steps)
   method = methods.build(config, optimizer)
-  model, state = create_train_state(config, data.spec, optimizer, method)
+  model, state = create_train_state(config, data.spec, optimizer, method, mesh)
+  state_shardings = jax.tree.map(lambda x: x.sharding, state)
 
+  # Every process trains; process 0 alone writes the log and prints.
+  is_main = jax.process_index() == 0
+  say = functools.partial(print, flush=True) if is_main else lambda *args, **kwargs: None
   checkpoints = None
-  log = MetricsLog(workdir)
+  log = MetricsLog(workdir if is_main else None)
   if workdir:
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=2))
+    if is_main:
+      os.makedirs(workdir, exist_ok=True)
+      with open(os.path.join(workdir, 'config.json'), 'w') as f:
+        f.write(config.to_json_best_effort(indent=2))
     checkpoints = ocp.CheckpointManager(
         os.path.join(os.path.abspath(workdir), 'checkpoints'),
         options=ocp.CheckpointManagerOptions(max_to_keep=config.checkpoints_to_keep),
     )
     if checkpoints.latest_step() is not None:
       restored_step = checkpoints.latest_step()
-      state = checkpoints.restore(restored_step, args=ocp.args.StandardRestore(state))
+      # Restored onto this run's devices and layout, whatever the saving run's were.
+      abstract = jax.tree.map(
+          lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state
+      )
+      state = checkpoints.restore(restored_step, args=ocp.args.StandardRestore(abstract))
       log.truncate_after(restored_step)
-      print(f'Resumed from the checkpoint at step {restored_step} in {workdir}', flush=True)
+      say(f'Resumed from the checkpoint at step {restored_step} in {workdir}')
 
+  replicated = sharding.replicated(mesh)
+  batch_sharding = sharding.batch_sharding(mesh)
   train_on_batch = jax.jit(
       functools.partial(train_step, model=model, optimizer=optimizer, method=method),
+      out_shardings=(state_shardings, replicated),
       donate_argnums=0,
   )
-  eval_fn = jax.jit(functools.partial(eval_step, model=model))
+  eval_fn = jax.jit(functools.partial(eval_step, model=model), out_shardings=replicated)
+  eval_slice = sharding.process_slice(config.eval_batch_size)
+
+  def eval_batches():
+    for batch in data.eval_batches(config.eval_batch_size):
+      yield tuple(sharding.global_array(x[eval_slice], batch_sharding) for x in batch)
 
   step = int(state.step)
   batches = data.train_batches(
@@ -323,6 +349,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | None) -
   interval_start, interval_step = time.perf_counter(), step
   eval_metrics = {}
   for images, labels in batches:
+    images = sharding.global_array(images, batch_sharding)
+    labels = sharding.global_array(labels, batch_sharding)
     state, metrics = train_on_batch(state, images, labels)
     pending.append(metrics)
     step += 1
@@ -335,20 +363,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | None) -
       now = time.perf_counter()
       rate = (step - interval_step) / (now - interval_start)
       interval_start, interval_step = now, step
-      print(
+      say(
           f'step {step}/{total_steps} | {rate:.1f} steps/s | '
           f'ETA {_format_duration((total_steps - step) / rate)} | '
-          f"loss {means['train/loss']:.4f} | error {means['train/top1_error']:.2f}%",
-          flush=True,
+          f"loss {means['train/loss']:.4f} | error {means['train/top1_error']:.2f}%"
       )
     eval_due = step % (steps_per_epoch * config.eval_every_epochs) == 0
     if eval_due or step == total_steps:
-      eval_metrics = evaluate(eval_fn, state, data.eval_batches(config.eval_batch_size))
+      eval_metrics = evaluate(eval_fn, state, eval_batches())
       line.update(eval_metrics)
-      print(
+      say(
           f"step {step}/{total_steps} | eval loss {eval_metrics['eval/loss']:.4f} | "
-          f"eval error {eval_metrics['eval/top1_error']:.2f}%",
-          flush=True,
+          f"eval error {eval_metrics['eval/top1_error']:.2f}%"
       )
     if line:
       log.write(step, line)
@@ -356,7 +382,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | None) -
       checkpoints.save(step, args=ocp.args.StandardSave(state))
 
   if not eval_metrics:  # resumed after the last step: nothing trained, report the result
-    eval_metrics = evaluate(eval_fn, state, data.eval_batches(config.eval_batch_size))
+    eval_metrics = evaluate(eval_fn, state, eval_batches())
   if checkpoints:
     checkpoints.wait_until_finished()
     checkpoints.close()

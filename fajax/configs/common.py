@@ -45,7 +45,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.lr_schedule = 'cosine'  # 'constant' or 'cosine' (decays to 0 at the last step)
   config.warmup_steps = 0  # linear warm-up from 0, before the schedule
 
-  config.batch_size = 128
+  config.batch_size = 128  # global: split over every device of every process
+  # Split parameters of 2^18+ entries over the devices too, for models that do not fit one.
+  config.shard_large_params = False
   config.eval_batch_size = 1000
   config.num_epochs = 10
   config.num_train_steps = -1  # when > 0, train this many steps instead of num_epochs

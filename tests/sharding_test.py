@@ -1,0 +1,101 @@
+"""Data-parallel training: 1 device, 4 simulated devices and 2 processes × 2 devices agree."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+SMALL = ['--config.train_examples_limit=2048', '--config.eval_examples_limit=512',
+         '--config.batch_size=32', '--config.eval_batch_size=128', '--config.log_every_steps=1']
+
+
+def _env(devices, data_dir):
+  return {**os.environ, 'FAJAX_DATA_DIR': data_dir,
+          'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}'}
+
+
+def _main(config, workdir, devices, data_dir, *overrides):
+  return subprocess.run(
+      [sys.executable, '-m', 'fajax.main', f'--config=experiments/{config}',
+       f'--workdir={workdir}', *SMALL, *overrides],
+      capture_output=True, text=True, cwd=REPO, env=_env(devices, data_dir), timeout=600)
+
+
+def _launch(config, workdir, processes, devices, data_dir, *overrides):
+  env = {**_env(1, data_dir), 'FAJAX_LAUNCH_LOGS': str(workdir) + '_logs'}
+  return subprocess.run(
+      ['bash', 'launch/local.sh', str(processes), str(devices), '--',
+       f'--config=experiments/{config}', f'--workdir={workdir}', *SMALL, *overrides],
+      capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+
+
+def _curve(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    lines = [json.loads(line) for line in f]
+  return np.array([l['train/loss'] for l in lines]), lines[-1]['eval/loss']
+
+
+@pytest.mark.parametrize('config', ['mnist_bp.py', 'mnist_fa_usf_sn.py', 'mnist_dfa.py'])
+def test_same_loss_curve_on_1_device_4_devices_and_2_processes(config, tmp_path,
+                                                               mnist_data_dir):
+  steps = '--config.num_train_steps=20'
+  runs = {
+      'one': _main(config, tmp_path / 'one', 1, mnist_data_dir, steps),
+      'four': _main(config, tmp_path / 'four', 4, mnist_data_dir, steps),
+      'two_by_two': _launch(config, tmp_path / 'two_by_two', 2, 2, mnist_data_dir, steps),
+  }
+  for name, result in runs.items():
+    assert result.returncode == 0, f'{name}: {result.stderr[-2000:]}'
+  reference, reference_eval = _curve(tmp_path / 'one')
+  assert len(reference) == 20
+  for name in ('four', 'two_by_two'):
+    curve, eval_loss = _curve(tmp_path / name)
+    np.testing.assert_allclose(curve, reference, rtol=2e-3, err_msg=name)
+    np.testing.assert_allclose(eval_loss, reference_eval, rtol=2e-3, err_msg=name)
+  # Process 1 trained too, silently: only process 0 writes the log.
+  assert 'Done at step 20' in runs['two_by_two'].stdout
+  assert 'Done at step' not in (tmp_path / 'two_by_two_logs' / 'process_1.log').read_text()
+
+
+@pytest.mark.parametrize('save_devices,resume_devices', [(4, 1), (1, 4)])
+def test_checkpoint_restores_on_another_device_count(save_devices, resume_devices, tmp_path,
+                                                     mnist_data_dir):
+  saved = _main('mnist_fa_usf_sn.py', tmp_path, save_devices, mnist_data_dir,
+                '--config.num_train_steps=10')
+  assert saved.returncode == 0, saved.stderr[-2000:]
+  resumed = _main('mnist_fa_usf_sn.py', tmp_path, resume_devices, mnist_data_dir,
+                  '--config.num_train_steps=10')
+  assert resumed.returncode == 0, resumed.stderr[-2000:]
+  assert 'Resumed from the checkpoint at step 10' in resumed.stdout
+  # The restored state evaluates to the saved run's final result.
+  final = lambda out: out.strip().splitlines()[-1]
+  saved_loss = float(final(saved.stdout).rsplit('test loss ', 1)[1])
+  resumed_loss = float(final(resumed.stdout).rsplit('test loss ', 1)[1])
+  assert resumed_loss == pytest.approx(saved_loss, rel=1e-4)
+
+
+def test_batch_size_that_does_not_divide_the_devices_fails_at_start(tmp_path, mnist_data_dir):
+  result = _main('mnist_bp.py', tmp_path, 4, mnist_data_dir, '--config.batch_size=30')
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines()[-1] == (
+      'fajax: error: batch_size=30 does not divide evenly over 4 devices; use a multiple of 4')
+
+
+def test_large_parameters_are_split_over_the_batch_axis_on_request():
+  import jax  # pylint: disable=g-import-not-at-top
+  from jax.sharding import PartitionSpec as P  # pylint: disable=g-import-not-at-top
+
+  from fajax import sharding  # pylint: disable=g-import-not-at-top
+
+  mesh = sharding.make_mesh()
+  leaves = {'big': jax.ShapeDtypeStruct((1024, 512), np.float32),
+            'small': jax.ShapeDtypeStruct((84, 10), np.float32)}
+  split = sharding.state_shardings(mesh, leaves, shard_large_params=True)
+  assert split['big'].spec == P(sharding.BATCH_AXIS) and split['small'].spec == P()
+  kept = sharding.state_shardings(mesh, leaves, shard_large_params=False)
+  assert kept['big'].spec == P()
