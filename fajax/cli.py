@@ -10,17 +10,23 @@ from absl import logging
 from fajax.errors import FajaxError
 
 
-def run(body: Callable[[], None]) -> None:
-  """Parses flags and runs `body`; a FajaxError becomes `fajax: error: …` and exit status 2."""
+def run(body: Callable[..., None], positional: bool = False) -> None:
+  """Parses flags and runs `body`; a FajaxError becomes `fajax: error: …` and exit status 2.
+
+  With `positional`, `body(argv)` receives the command line's positional arguments (argv[1:]
+  non-empty is required); otherwise there must be none and `body()` takes nothing.
+  """
 
   def main(argv):
-    if len(argv) > 1:
+    if positional and len(argv) < 2:
+      raise app.UsageError('give at least one workdir')
+    if not positional and len(argv) > 1:
       raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
     # Orbax reports every checkpoint step at INFO; the progress lines are what a user reads.
     if not flags.FLAGS['verbosity'].present:
       logging.set_verbosity(logging.WARNING)
     try:
-      body()
+      body(argv) if positional else body()
     except FajaxError as e:
       print(f'fajax: error: {e}', file=sys.stderr)
       sys.exit(2)

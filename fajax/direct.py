@@ -23,6 +23,7 @@ its slot on the way back, so every layer reads what it needs within one backward
 no layer's update depends on the layers above it, only on e.
 """
 
+import contextlib
 import contextvars
 import math
 import zlib
@@ -38,6 +39,9 @@ ADJACENT = 'adjacent'  # the ordinary path: the layer above's cotangent, through
 OUTPUT = 'output'
 # While set, every Path appends (layer, pre-activation shape) of each `activate` call to it.
 _SHAPE_RECORD = contextvars.ContextVar('shape_record', default=None)
+# While set (layer → zeros of the pre-activation's shape), `activate` adds each probe to its
+# pre-activation: the gradient with respect to a probe is the backward signal δ at that layer.
+_PROBES = contextvars.ContextVar('probes', default=None)
 
 
 class ErrorFeedback(nnx.Variable):
@@ -125,6 +129,7 @@ class Path:
   def __init__(self, direct: 'DirectFeedback', batch_size: int):
     self.direct = direct
     self.record = _SHAPE_RECORD.get()
+    self.probes = _PROBES.get()
     self.carrier = {
         name: jnp.zeros((batch_size, size)) for name, size in direct.carrier_sizes.items()
     }
@@ -132,6 +137,8 @@ class Path:
   def activate(self, layer: str, a: jax.Array, act: Callable[[jax.Array], jax.Array]):
     if self.record is not None:
       self.record.append((layer, tuple(a.shape[1:])))
+    if self.probes is not None:
+      a = a + self.probes[layer]
     if not self.direct.active:
       return act(a)
     sources = self.direct.sources[layer]
@@ -200,3 +207,13 @@ def activation_shapes(model: nnx.Module, input_shape: Sequence[int]) -> list:
   finally:
     _SHAPE_RECORD.reset(token)
   return record
+
+
+@contextlib.contextmanager
+def probing(probes: dict):
+  """Within, the model adds `probes[layer]` to each hidden pre-activation (see `Path`)."""
+  token = _PROBES.set(probes)
+  try:
+    yield
+  finally:
+    _PROBES.reset(token)

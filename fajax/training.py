@@ -27,6 +27,8 @@ from fajax import datasets
 from fajax import methods
 from fajax import models
 from fajax import sharding
+from fajax import diagnostics
+from fajax import direct
 from fajax.direct import ErrorFeedback
 from fajax.errors import ConfigError
 from fajax.layers import Feedback
@@ -50,23 +52,34 @@ class TrainState:
 
 @dataclasses.dataclass(frozen=True)
 class Model:
-  """The model's structure (static under jit) and how raw batches become its inputs."""
+  """The model's structure (static under jit) and how raw batches become its inputs.
+
+  `exact_graphdef` is the same model without DFA/DenseFA wiring: with B = W it is exact BP, the
+  reference of the alignment diagnostics. `hidden_shapes` are the (layer, shape) of its hidden
+  pre-activations.
+  """
 
   graphdef: nnx.GraphDef
+  exact_graphdef: nnx.GraphDef
+  hidden_shapes: tuple
   preprocess: Any
 
   def apply(
-      self, state: 'TrainState', params: dict, raw_images: jax.Array, train: bool
+      self, state: 'TrainState', params: dict, raw_images: jax.Array, train: bool,
+      exact: bool = False,
   ) -> tuple[jax.Array, dict]:
     """Logits of the model with `params` and the rest of `state`, and the new model state.
 
-    `train` selects batch statistics (and updates the running ones) and active dropout.
+    `train` selects batch statistics (and updates the running ones) and active dropout;
+    `exact` runs exact backprop (B = W, no direct feedback) instead of the method.
     """
+    feedback = layer_kernels(params, state.feedback) if exact else state.feedback
     feedback = traverse_util.unflatten_dict(
-        {(*layer.split('/'), 'feedback'): b for layer, b in state.feedback.items()}
+        {(*layer.split('/'), 'feedback'): b for layer, b in feedback.items()}
     )
     network = nnx.merge(
-        self.graphdef, params, feedback, state.error_feedback, state.model_state
+        self.exact_graphdef if exact else self.graphdef, params, feedback,
+        {} if exact else state.error_feedback, state.model_state,
     )
     if train:
       network.train()
@@ -154,7 +167,7 @@ def create_train_state(
     pure = nnx.to_pure_dict
     return graphdef, pure(params), feedback, pure(error_feedback), pure(model_state)
 
-  def build_network():
+  def build_network(direct_mode=method.direct_mode):
     params_key, feedback_key, dropout_key = jax.random.split(jax.random.key(config.seed), 3)
     return models.create(
         config.model,
@@ -162,7 +175,7 @@ def create_train_state(
         spec.input_shape,
         config.kernel_init,
         nnx.Rngs(params=params_key, feedback=feedback_key, dropout=dropout_key),
-        direct_mode=method.direct_mode,
+        direct_mode=direct_mode,
         direct_memory_budget_mb=config.direct_feedback_memory_budget_mb,
     )
 
@@ -184,12 +197,16 @@ def create_train_state(
     )
 
   graphdef, *_ = split(nnx.eval_shape(build_network))
+  exact_network = nnx.eval_shape(lambda: build_network(direct.ADJACENT))
+  exact_graphdef, *_ = split(exact_network)
+  hidden_shapes = tuple(direct.activation_shapes(exact_network, spec.input_shape))
+  model = Model(graphdef, exact_graphdef, hidden_shapes, spec.preprocess)
   out_shardings = None
   if mesh is not None:
     out_shardings = sharding.state_shardings(
         mesh, jax.eval_shape(init), config.shard_large_params
     )
-  return Model(graphdef, spec.preprocess), jax.jit(init, out_shardings=out_shardings)()
+  return model, jax.jit(init, out_shardings=out_shardings)()
 
 
 def _loss_and_error(logits, labels):
@@ -206,15 +223,37 @@ def train_step(
     model: Model,
     optimizer: optax.GradientTransformation,
     method: methods.Method,
+    diagnose: bool = False,
 ) -> tuple[TrainState, dict]:
-  """One optimizer step on W and biases, the constraint on W, then the rule's update of B."""
+  """One optimizer step on W and biases, the constraint on W, then the rule's update of B.
 
-  def loss_fn(params):
-    logits, model_state = model.apply(state, params, images, train=True)
+  With `diagnose`, also measures every layer's alignment with exact BP on this batch
+  (`fajax.diagnostics`); the step's result is the same either way.
+  """
+  probes = {}
+  if diagnose:
+    probes = {layer: jnp.zeros((images.shape[0], *shape)) for layer, shape in model.hidden_shapes}
+
+  def loss_fn(params, probes, exact=False):
+    with direct.probing(probes if diagnose else None):
+      logits, model_state = model.apply(state, params, images, train=True, exact=exact)
     loss, wrong = _loss_and_error(logits, labels)
     return loss.mean(), (wrong.mean(), model_state)
 
-  (loss, (error, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  (loss, (error, model_state)), (grads, deltas) = jax.value_and_grad(
+      loss_fn, argnums=(0, 1), has_aux=True
+  )(state.params, probes)
+  metrics = {'train/loss': loss, 'train/top1_error': 100.0 * error}
+  if diagnose:
+    exact_grads, exact_deltas = jax.grad(
+        lambda p, d: loss_fn(p, d, exact=True)[0], argnums=(0, 1)
+    )(state.params, probes)
+    metrics.update(diagnostics.weight_alignment(
+        layer_kernels(state.params, state.feedback), state.feedback))
+    metrics.update(diagnostics.signal_alignment(
+        layer_kernels(grads, state.feedback), layer_kernels(exact_grads, state.feedback),
+        deltas, exact_deltas))
+
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   kernels = method.constraint.apply(
@@ -231,7 +270,7 @@ def train_step(
       opt_state=opt_state,
       rule_state=rule_state,
   )
-  return new_state, {'train/loss': loss, 'train/top1_error': 100.0 * error}
+  return new_state, metrics
 
 
 def eval_step(state: TrainState, images, labels, mask, *, model: Model) -> dict:
@@ -252,10 +291,18 @@ def evaluate(eval_fn, state, batches) -> dict:
 
 
 class MetricsLog:
-  """`metrics.jsonl` in the workdir: one JSON object per line, each with its "step"."""
+  """`metrics.jsonl` (one JSON object per line, each with its "step") and TensorBoard events.
+
+  The events go to `<workdir>/tensorboard` through tensorboardX, without TensorFlow.
+  """
 
   def __init__(self, workdir: str | None):
     self.path = os.path.join(workdir, 'metrics.jsonl') if workdir else None
+    self.tensorboard = None
+    if workdir:
+      import tensorboardX  # pylint: disable=g-import-not-at-top
+
+      self.tensorboard = tensorboardX.SummaryWriter(os.path.join(workdir, 'tensorboard'))
 
   def truncate_after(self, step: int) -> None:
     """Drops lines a killed run wrote past its last checkpoint, which a resume will redo."""
@@ -270,6 +317,13 @@ class MetricsLog:
     if self.path:
       with open(self.path, 'a') as f:
         f.write(json.dumps({'step': step, **metrics}) + '\n')
+      for key, value in metrics.items():
+        self.tensorboard.add_scalar(key, value, step)
+      self.tensorboard.flush()
+
+  def close(self) -> None:
+    if self.tensorboard:
+      self.tensorboard.close()
 
 
 def _format_duration(seconds: float) -> str:
@@ -328,11 +382,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | None) -
 
   replicated = sharding.replicated(mesh)
   batch_sharding = sharding.batch_sharding(mesh)
-  train_on_batch = jax.jit(
-      functools.partial(train_step, model=model, optimizer=optimizer, method=method),
-      out_shardings=(state_shardings, replicated),
-      donate_argnums=0,
-  )
+  step_fns = {
+      diagnose: jax.jit(
+          functools.partial(train_step, model=model, optimizer=optimizer, method=method,
+                            diagnose=diagnose),
+          out_shardings=(state_shardings, replicated),
+          donate_argnums=0,
+      )
+      for diagnose in (False, True)
+  }
   eval_fn = jax.jit(functools.partial(eval_step, model=model), out_shardings=replicated)
   eval_slice = sharding.process_slice(config.eval_batch_size)
 
@@ -351,15 +409,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | None) -
   for images, labels in batches:
     images = sharding.global_array(images, batch_sharding)
     labels = sharding.global_array(labels, batch_sharding)
-    state, metrics = train_on_batch(state, images, labels)
-    pending.append(metrics)
+    log_due = (step + 1) % config.log_every_steps == 0 or step + 1 == total_steps
+    # The last step of each logging interval also measures the layers' alignment.
+    state, metrics = step_fns[log_due and config.diagnostics](state, images, labels)
+    pending.append({k: metrics[k] for k in ('train/loss', 'train/top1_error')})
     step += 1
 
     line = {}
-    if step % config.log_every_steps == 0 or step == total_steps:
+    if log_due:
       means = jax.tree.map(lambda *xs: float(np.mean(xs)), *jax.device_get(pending))
       pending = []
-      line.update(means, **{'train/learning_rate': float(schedule(step - 1))})
+      alignment = {k: float(v) for k, v in jax.device_get(metrics).items() if k.startswith('align/')}
+      line.update(means, **alignment, **{'train/learning_rate': float(schedule(step - 1))})
       now = time.perf_counter()
       rate = (step - interval_step) / (now - interval_start)
       interval_start, interval_step = now, step
@@ -383,6 +444,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | None) -
 
   if not eval_metrics:  # resumed after the last step: nothing trained, report the result
     eval_metrics = evaluate(eval_fn, state, eval_batches())
+  log.close()
   if checkpoints:
     checkpoints.wait_until_finished()
     checkpoints.close()

@@ -53,6 +53,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.num_train_steps = -1  # when > 0, train this many steps instead of num_epochs
 
   config.log_every_steps = 100
+  # Per-layer alignment with exact BP (fajax.diagnostics), measured on each logging step.
+  config.diagnostics = True
   config.eval_every_epochs = 1  # and always after the last step
   config.checkpoint_every_steps = 1000  # and always after the last step
   config.checkpoints_to_keep = 2

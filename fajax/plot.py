@@ -1,0 +1,86 @@
+"""Pictures of runs: learning curves side by side, and per-layer alignment over training.
+
+    python -m fajax.plot WORKDIR [WORKDIR ...] --out DIR
+
+writes DIR/learning_curves.png (training loss and test error of every run) and
+DIR/alignment.png (one row per run: the W–B angle, the backward-signal angle and the update
+angle to exact BP, one line per layer).
+"""
+
+import os
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import flags  # pylint: disable=wrong-import-position
+
+from fajax import cli  # pylint: disable=wrong-import-position
+from fajax import runs  # pylint: disable=wrong-import-position
+
+ALIGNMENT_PANELS = (
+    ('angle_wb_deg', 'angle between W and B (°)'),
+    ('angle_delta_deg', 'backward signal vs exact BP (°)'),
+    ('angle_update_deg', 'weight update vs exact BP (°)'),
+)
+
+
+def _label(run):
+  return f"{run['name']} ({run['config'].get('method', '?')})"
+
+
+def learning_curves(all_runs, path):
+  fig, (loss_ax, error_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
+  for run in all_runs:
+    loss_ax.plot(*runs.series(run['metrics'], 'train/loss'), label=_label(run))
+    error_ax.plot(*runs.series(run['metrics'], 'eval/top1_error'), marker='o', markersize=3,
+                  label=_label(run))
+  loss_ax.set(xlabel='training step', ylabel='training loss (cross-entropy)', yscale='log',
+              title='Training loss')
+  error_ax.set(xlabel='training step', ylabel='test top-1 error (%)', yscale='log',
+               title='Test error')
+  for ax in (loss_ax, error_ax):
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def alignment(all_runs, path):
+  fig, axes = plt.subplots(len(all_runs), len(ALIGNMENT_PANELS),
+                           figsize=(15, 3.6 * len(all_runs)), squeeze=False)
+  for row, run in zip(axes, all_runs):
+    layers = sorted({k.split('/')[1] for m in run['metrics'] for k in m if k.startswith('align/')})
+    for ax, (key, ylabel) in zip(row, ALIGNMENT_PANELS):
+      for layer in layers:
+        steps, values = runs.series(run['metrics'], f'align/{layer}/{key}')
+        if steps:
+          ax.plot(steps, values, label=layer)
+      ax.set(xlabel='training step', ylabel=ylabel, ylim=(0, 180), yticks=range(0, 181, 30),
+             title=_label(run))
+      ax.axhline(90, color='gray', lw=0.5, ls='--')
+      ax.grid(alpha=0.3)
+      ax.legend(fontsize=7, ncol=2)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def plot(workdirs, out) -> list[str]:
+  all_runs = [runs.read(w) for w in workdirs]
+  os.makedirs(out, exist_ok=True)
+  paths = [os.path.join(out, 'learning_curves.png'), os.path.join(out, 'alignment.png')]
+  learning_curves(all_runs, paths[0])
+  alignment(all_runs, paths[1])
+  return paths
+
+
+def main_from_flags(argv):
+  for path in plot(argv[1:], flags.FLAGS.out):
+    print(path)
+
+
+if __name__ == '__main__':
+  flags.DEFINE_string('out', 'plots', 'Folder for the PNG files.')
+  cli.run(main_from_flags, positional=True)

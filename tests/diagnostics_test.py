@@ -1,0 +1,75 @@
+"""Alignment diagnostics on known cases, through the real train step."""
+
+import functools
+
+import jax
+import numpy as np
+import pytest
+
+from fajax import methods
+from fajax import training
+from fajax.configs import mnist
+from fajax.datasets import mnist as mnist_data
+
+
+def _diagnosed_step(method_name, num_steps=1):
+  config = mnist.get_config(method_name)
+  optimizer, _ = training.create_optimizer(config, total_steps=100)
+  method = methods.build(config, optimizer)
+  model, state = training.create_train_state(config, mnist_data.SPEC, optimizer, method)
+  step = functools.partial(training.train_step, model=model, optimizer=optimizer, method=method)
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (16, 28, 28, 1), dtype=np.uint8)
+  labels = rng.integers(0, 10, 16).astype(np.int32)
+  for _ in range(num_steps - 1):
+    state, _ = jax.jit(step)(state, images, labels)
+  before = state
+  after, metrics = jax.jit(functools.partial(step, diagnose=True))(state, images, labels)
+  return before, after, jax.device_get(metrics), (step, images, labels)
+
+
+LAYERS = ('conv1', 'conv2', 'conv3', 'fc1', 'fc2')
+HIDDEN = ('conv1', 'conv2', 'conv3', 'fc1')
+
+
+def test_bp_is_aligned_everywhere():
+  _, _, metrics, _ = _diagnosed_step('bp', num_steps=3)
+  for layer in LAYERS:
+    assert metrics[f'align/{layer}/angle_wb_deg'] == pytest.approx(0, abs=0.05)
+    assert metrics[f'align/{layer}/norm_ratio'] == pytest.approx(1, abs=1e-6)
+    assert metrics[f'align/{layer}/angle_update_deg'] == pytest.approx(0, abs=0.05)
+  for layer in HIDDEN:
+    assert metrics[f'align/{layer}/angle_delta_deg'] == pytest.approx(0, abs=0.05)
+
+
+def test_usf_sn_angle_is_the_sign_angle_and_ratio_one():
+  before, _, metrics, _ = _diagnosed_step('fa_usf_sn', num_steps=3)
+  kernels = training.layer_kernels(before.params, before.feedback)
+  for layer in LAYERS:
+    w = np.asarray(kernels[layer], np.float64)
+    expected = np.degrees(np.arccos(np.mean(np.abs(w)) / np.sqrt(np.mean(w**2))))
+    assert metrics[f'align/{layer}/angle_wb_deg'] == pytest.approx(expected, abs=0.05)
+    assert metrics[f'align/{layer}/norm_ratio'] == pytest.approx(1, abs=1e-5)
+  # The output layer's update is exact; the hidden ones are not.
+  assert metrics['align/fc2/angle_update_deg'] < 0.1
+  assert metrics['align/conv1/angle_delta_deg'] > 5
+
+
+def test_fa_starts_near_90_degrees():
+  _, _, metrics, _ = _diagnosed_step('fa')
+  for layer in LAYERS:
+    assert 80 < metrics[f'align/{layer}/angle_wb_deg'] < 100
+  for layer in HIDDEN:
+    assert 60 < metrics[f'align/{layer}/angle_delta_deg'] < 120
+
+
+def test_dfa_measured_against_exact_backprop():
+  _, _, metrics, _ = _diagnosed_step('dfa')
+  assert metrics['align/conv1/angle_delta_deg'] > 45
+  assert metrics['align/fc2/angle_update_deg'] < 0.1
+
+
+def test_diagnosing_does_not_change_the_step():
+  before, after, _, (step, images, labels) = _diagnosed_step('fa_usf_init', num_steps=2)
+  plain, _ = jax.jit(step)(before, images, labels)
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(plain), jax.device_get(after))
