@@ -151,17 +151,25 @@ class GrainDataset:
     steps_per_epoch = self.num_train // batch_size
     epochs = (start_step + num_steps) // steps_per_epoch + 1
     augment = self.augment
-    dataset = (
+    # Every process defines the same global stream of augmented records (record i of the
+    # stream belongs to step i // batch_size) and reads only its own rows of each batch.
+    records = (
         grain.MapDataset.source(self.train_source)
         .shuffle(seed=seed)
         .repeat(epochs)
         .random_map(lambda record, rng: (augment(record[0], rng), record[1]), seed=seed)
-        .batch(batch_size, drop_remainder=True)
     )
     per_shard = batch_size // shard_count
-    shard = slice(shard_index * per_shard, (shard_index + 1) * per_shard)
-    dataset = dataset[start_step : start_step + num_steps].map(
-        lambda batch: (batch[0][shard], batch[1][shard].astype(np.int32))
+
+    def own_record(k):
+      step, row = divmod(k, per_shard)
+      return records[(start_step + step) * batch_size + shard_index * per_shard + row]
+
+    dataset = (
+        grain.MapDataset.range(num_steps * per_shard)
+        .map(own_record)
+        .batch(per_shard)
+        .map(lambda batch: (batch[0], batch[1].astype(np.int32)))
     )
     yield from dataset.to_iter_dataset(self._read_options())
 
