@@ -31,4 +31,18 @@ def run(body: Callable[..., None], positional: bool = False) -> None:
       print(f'fajax: error: {e}', file=sys.stderr)
       sys.exit(2)
 
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)
+
+
+def _parse_flags(argv):
+  """absl's parsing, with a mistyped flag or config override as one line and exit status 2."""
+  try:
+    return flags.FLAGS(argv)
+  except (flags.Error, AttributeError, KeyError, OSError, TypeError, ValueError) as e:
+    # config_flags reports a mistyped field as AttributeError('\'x\'\nDid you mean ...').
+    message = ' '.join(str(e).replace('\\n', ' ').replace("\\'", '').strip('\'"').split())
+    if isinstance(e, (AttributeError, KeyError)):
+      message = f'no such config field: {message}'
+    print(f'fajax: error: {message} (see --helpfull for the flags, the config file for its '
+          'fields)', file=sys.stderr)
+    sys.exit(2)

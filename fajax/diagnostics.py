@@ -38,3 +38,18 @@ def signal_alignment(rule_grads: dict, bp_grads: dict, rule_deltas: dict, bp_del
   metrics.update({f'align/{layer}/angle_delta_deg': angle_deg(d, bp_deltas[layer])
                   for layer, d in rule_deltas.items()})
   return metrics
+
+
+def health_checks(layers) -> list[str]:
+  """What `first_nonfinite` checks, in order: the loss, then each layer's dW, W and B."""
+  return (['loss'] + [f'the gradient of {layer}' for layer in layers]
+          + [f'the weights of {layer}' for layer in layers]
+          + [f'the feedback weights of {layer}' for layer in layers])
+
+
+def first_nonfinite(loss, grads: dict, kernels: dict, feedback: dict) -> jax.Array:
+  """Index into `health_checks(layers)` of the first check holding NaN or Inf, else -1."""
+  tensors = [loss] + [grads[l] for l in feedback] + [kernels[l] for l in feedback] + list(
+      feedback.values())
+  finite = jnp.stack([jnp.all(jnp.isfinite(t)) for t in tensors])
+  return jnp.where(jnp.all(finite), -1, jnp.argmin(finite))

@@ -11,3 +11,11 @@ class ConfigError(FajaxError):
 
 class DataError(FajaxError):
   """Data that is missing, unreadable or not what it claims to be."""
+
+
+class DivergenceError(FajaxError):
+  """Training produced NaN or Inf; the run stopped before logging or saving it."""
+
+
+class CheckpointError(FajaxError):
+  """No checkpoint of a run can be restored."""

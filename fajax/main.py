@@ -16,6 +16,7 @@ from ml_collections import config_flags
 from fajax import cli
 from fajax import sharding
 from fajax import training
+from fajax.errors import ConfigError
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Experiment config file (experiments/<column>_<method>.py).', lock_config=True
@@ -31,9 +32,21 @@ _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process\'s index, f
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
+def load_config():
+  """The --config, or a ConfigError saying why its file could not be loaded."""
+  config = _CONFIG.value
+  try:
+    config.get('method')  # config_flags defers a load failure to the first use
+  except OSError as e:
+    cause = ' '.join(str(e.__cause__ or e).split())
+    raise ConfigError(f'cannot load --config: {cause}') from e
+  return config
+
+
 def train_from_flags():
+  config = load_config()
   sharding.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-  metrics = training.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  metrics = training.train_and_evaluate(config, _WORKDIR.value)
   if jax.process_index() == 0:
     print(
       f"Done at step {metrics['step']}: test error {metrics['eval/top1_error']:.2f}%, "

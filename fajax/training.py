@@ -31,6 +31,8 @@ from fajax import diagnostics
 from fajax import direct
 from fajax.direct import ErrorFeedback
 from fajax.errors import ConfigError
+from fajax.errors import CheckpointError
+from fajax.errors import DivergenceError
 from fajax.layers import Feedback
 
 OPTIMIZERS = ('sgd', 'adam')
@@ -262,6 +264,8 @@ def train_step(
   feedback, rule_state = method.rule.update(
       state.feedback, state.rule_state, kernels, layer_kernels(grads, state.feedback)
   )
+  metrics['health'] = diagnostics.first_nonfinite(
+      loss, layer_kernels(grads, state.feedback), kernels, feedback)
   new_state = state.replace(
       step=state.step + 1,
       params=with_kernels(params, kernels),
@@ -326,6 +330,40 @@ class MetricsLog:
       self.tensorboard.close()
 
 
+def restore_latest_readable(checkpoints, state: TrainState, say) -> TrainState:
+  """The newest checkpoint that restores; damaged ones are skipped with a warning.
+
+  The state is restored onto this run's devices and layout (`state`'s shardings), whatever the
+  saving run's were.
+  """
+  abstract = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state
+  )
+  for step in sorted(checkpoints.all_steps(), reverse=True):
+    try:
+      return checkpoints.restore(step, args=ocp.args.StandardRestore(abstract))
+    except Exception as e:  # pylint: disable=broad-except  # Orbax raises many kinds.
+      say(f'warning: the checkpoint at step {step} cannot be read ({type(e).__name__}); '
+          'trying the one before it')
+  raise CheckpointError(
+      f'no checkpoint in {checkpoints.directory} can be read; move that folder away to start '
+      'the run afresh'
+  )
+
+
+def check_health(codes, first_step: int, layers: list[str], checkpoints) -> None:
+  """Raises DivergenceError at the first step whose loss, gradients, W or B went non-finite."""
+  for offset, code in enumerate(codes):
+    if code >= 0:
+      kept = checkpoints.latest_step() if checkpoints else None
+      raise DivergenceError(
+          f'training diverged at step {first_step + offset}: NaN or Inf in '
+          f'{diagnostics.health_checks(layers)[int(code)]}; '
+          + (f'the last good checkpoint (step {kept}) is kept. ' if kept is not None else '')
+          + 'Lower the learning rate or check the data, then run again.'
+      )
+
+
 def _format_duration(seconds: float) -> str:
   minutes, seconds = divmod(int(seconds), 60)
   return f'{minutes // 60}:{minutes % 60:02d}:{seconds:02d}'
@@ -370,15 +408,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | None) -
         os.path.join(os.path.abspath(workdir), 'checkpoints'),
         options=ocp.CheckpointManagerOptions(max_to_keep=config.checkpoints_to_keep),
     )
-    if checkpoints.latest_step() is not None:
-      restored_step = checkpoints.latest_step()
-      # Restored onto this run's devices and layout, whatever the saving run's were.
-      abstract = jax.tree.map(
-          lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state
-      )
-      state = checkpoints.restore(restored_step, args=ocp.args.StandardRestore(abstract))
-      log.truncate_after(restored_step)
-      say(f'Resumed from the checkpoint at step {restored_step} in {workdir}')
+    if checkpoints.all_steps():
+      state = restore_latest_readable(checkpoints, state, say)
+      log.truncate_after(int(state.step))
+      say(f'Resumed from the checkpoint at step {int(state.step)} in {workdir}')
 
   replicated = sharding.replicated(mesh)
   batch_sharding = sharding.batch_sharding(mesh)
@@ -398,54 +431,63 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | None) -
     for batch in data.eval_batches(config.eval_batch_size):
       yield tuple(sharding.global_array(x[eval_slice], batch_sharding) for x in batch)
 
-  step = int(state.step)
-  batches = data.train_batches(
-      config.batch_size, config.seed, start_step=step, num_steps=total_steps - step,
-      shard_index=jax.process_index(), shard_count=jax.process_count(),
-  )
-  pending = []
-  interval_start, interval_step = time.perf_counter(), step
-  eval_metrics = {}
-  for images, labels in batches:
-    images = sharding.global_array(images, batch_sharding)
-    labels = sharding.global_array(labels, batch_sharding)
-    log_due = (step + 1) % config.log_every_steps == 0 or step + 1 == total_steps
-    # The last step of each logging interval also measures the layers' alignment.
-    state, metrics = step_fns[log_due and config.diagnostics](state, images, labels)
-    pending.append({k: metrics[k] for k in ('train/loss', 'train/top1_error')})
-    step += 1
+  try:
+    step = int(state.step)
+    batches = data.train_batches(
+        config.batch_size, config.seed, start_step=step, num_steps=total_steps - step,
+        shard_index=jax.process_index(), shard_count=jax.process_count(),
+    )
+    pending = []
+    interval_start, interval_step = time.perf_counter(), step
+    eval_metrics = {}
+    for images, labels in batches:
+      images = sharding.global_array(images, batch_sharding)
+      labels = sharding.global_array(labels, batch_sharding)
+      log_due = (step + 1) % config.log_every_steps == 0 or step + 1 == total_steps
+      # The last step of each logging interval also measures the layers' alignment.
+      state, metrics = step_fns[log_due and config.diagnostics](state, images, labels)
+      pending.append({k: metrics[k] for k in ('train/loss', 'train/top1_error', 'health')})
+      step += 1
+      checkpoint_due = checkpoints and (
+          step % config.checkpoint_every_steps == 0 or step == total_steps)
 
-    line = {}
-    if log_due:
-      means = jax.tree.map(lambda *xs: float(np.mean(xs)), *jax.device_get(pending))
-      pending = []
-      alignment = {k: float(v) for k, v in jax.device_get(metrics).items() if k.startswith('align/')}
-      line.update(means, **alignment, **{'train/learning_rate': float(schedule(step - 1))})
-      now = time.perf_counter()
-      rate = (step - interval_step) / (now - interval_start)
-      interval_start, interval_step = now, step
-      say(
-          f'step {step}/{total_steps} | {rate:.1f} steps/s | '
-          f'ETA {_format_duration((total_steps - step) / rate)} | '
-          f"loss {means['train/loss']:.4f} | error {means['train/top1_error']:.2f}%"
-      )
-    eval_due = step % (steps_per_epoch * config.eval_every_epochs) == 0
-    if eval_due or step == total_steps:
+      if log_due or checkpoint_due:  # never log or save a diverged state
+        check_health(jax.device_get([m['health'] for m in pending]), step - len(pending) + 1,
+                     list(state.feedback), checkpoints)
+      line = {}
+      if log_due:
+        means = jax.tree.map(lambda *xs: float(np.mean(xs)),
+                             *[{k: m[k] for k in ('train/loss', 'train/top1_error')}
+                               for m in jax.device_get(pending)])
+        pending = []
+        alignment = {k: float(v) for k, v in jax.device_get(metrics).items() if k.startswith('align/')}
+        line.update(means, **alignment, **{'train/learning_rate': float(schedule(step - 1))})
+        now = time.perf_counter()
+        rate = (step - interval_step) / (now - interval_start)
+        interval_start, interval_step = now, step
+        say(
+            f'step {step}/{total_steps} | {rate:.1f} steps/s | '
+            f'ETA {_format_duration((total_steps - step) / rate)} | '
+            f"loss {means['train/loss']:.4f} | error {means['train/top1_error']:.2f}%"
+        )
+      eval_due = step % (steps_per_epoch * config.eval_every_epochs) == 0
+      if eval_due or step == total_steps:
+        eval_metrics = evaluate(eval_fn, state, eval_batches())
+        line.update(eval_metrics)
+        say(
+            f"step {step}/{total_steps} | eval loss {eval_metrics['eval/loss']:.4f} | "
+            f"eval error {eval_metrics['eval/top1_error']:.2f}%"
+        )
+      if line:
+        log.write(step, line)
+      if checkpoint_due:
+        checkpoints.save(step, args=ocp.args.StandardSave(state))
+
+    if not eval_metrics:  # resumed after the last step: nothing trained, report the result
       eval_metrics = evaluate(eval_fn, state, eval_batches())
-      line.update(eval_metrics)
-      say(
-          f"step {step}/{total_steps} | eval loss {eval_metrics['eval/loss']:.4f} | "
-          f"eval error {eval_metrics['eval/top1_error']:.2f}%"
-      )
-    if line:
-      log.write(step, line)
-    if checkpoints and (step % config.checkpoint_every_steps == 0 or step == total_steps):
-      checkpoints.save(step, args=ocp.args.StandardSave(state))
-
-  if not eval_metrics:  # resumed after the last step: nothing trained, report the result
-    eval_metrics = evaluate(eval_fn, state, eval_batches())
-  log.close()
-  if checkpoints:
-    checkpoints.wait_until_finished()
-    checkpoints.close()
+  finally:  # also when stopping on an error: finish writing, never leave a half checkpoint
+    log.close()
+    if checkpoints:
+      checkpoints.wait_until_finished()
+      checkpoints.close()
   return {'step': step, **eval_metrics}

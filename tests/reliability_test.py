@@ -1,0 +1,75 @@
+"""Faults a user meets: divergence, bad command lines, damaged checkpoints."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+SMALL = ['--config.train_examples_limit=2048', '--config.eval_examples_limit=256']
+
+
+def _cli(workdir, *args, data_dir=''):
+  return subprocess.run(
+      [sys.executable, '-m', 'fajax.main', f'--workdir={workdir}', *args],
+      capture_output=True, text=True, cwd=REPO, timeout=600,
+      env={**os.environ, 'FAJAX_DATA_DIR': data_dir})
+
+
+def test_divergence_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
+    tmp_path, mnist_data_dir):
+  result = _cli(tmp_path, '--config=experiments/mnist_fa.py', *SMALL,
+                '--config.learning_rate=1e4', '--config.num_train_steps=200',
+                '--config.checkpoint_every_steps=2', '--config.log_every_steps=2',
+                data_dir=mnist_data_dir)
+  assert result.returncode == 2
+  assert 'Traceback' not in result.stderr
+  [line] = [l for l in result.stderr.splitlines() if l.startswith('fajax: error: ')]
+  assert line.startswith('fajax: error: training diverged at step ')
+  diverged = int(line.split('at step ')[1].split(':')[0])
+  kept = sorted(int(s) for s in os.listdir(tmp_path / 'checkpoints'))
+  assert kept and max(kept) < diverged
+  assert f'the last good checkpoint (step {max(kept)}) is kept' in line
+  with open(tmp_path / 'metrics.jsonl') as f:
+    steps = [json.loads(l)['step'] for l in f]
+  assert max(steps) < diverged  # nothing of the diverged steps was logged
+
+
+@pytest.mark.parametrize('override,expected', [
+    ('--config.num_epoch=1', 'no such config field: num_epoch Did you mean "num_epochs"'),
+    ('--config.batch_size=abc', "flag --config.batch_size=abc: invalid literal for int()"),
+    ('--config.method=backprop', "unknown method 'backprop'; choose one of: bp, "),
+    ('--config.kernel_init=xavier', "unknown kernel_init 'xavier'; choose one of: "),
+    ('--config.batch_size=0', 'batch_size must be positive, got 0'),
+])
+def test_bad_config_is_one_line_exit_2(override, expected, tmp_path):
+  result = _cli(tmp_path, '--config=experiments/mnist_bp.py', override)
+  assert result.returncode == 2, result.stderr
+  [line] = result.stderr.strip().splitlines()
+  assert line.startswith('fajax: error: ') and expected in line
+
+
+def test_missing_config_file_is_one_line_exit_2(tmp_path):
+  result = _cli(tmp_path, '--config=experiments/mnist_nothing.py')
+  assert result.returncode == 2
+  [line] = result.stderr.strip().splitlines()
+  assert 'cannot load --config' in line and 'mnist_nothing.py' in line
+
+
+def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, mnist_data_dir):
+  args = ['--config=experiments/mnist_bp.py', *SMALL, '--config.num_train_steps=20',
+          '--config.checkpoint_every_steps=10', '--config.log_every_steps=10']
+  first = _cli(tmp_path, *args, data_dir=mnist_data_dir)
+  assert first.returncode == 0, first.stderr
+  for path in (tmp_path / 'checkpoints' / '20').rglob('*'):
+    if path.is_file() and path.parent.name == 'd':
+      path.write_bytes(path.read_bytes()[:20])
+  again = _cli(tmp_path, *args, data_dir=mnist_data_dir)
+  assert again.returncode == 0, again.stderr
+  assert 'warning: the checkpoint at step 20 cannot be read' in again.stdout
+  assert 'Resumed from the checkpoint at step 10' in again.stdout
+  final = lambda out: out.strip().splitlines()[-1]
+  assert final(again.stdout) == final(first.stdout)  # the same result as never damaged
