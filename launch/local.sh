@@ -6,8 +6,8 @@
 #
 # Every process gets --coordinator_address=localhost:PORT --num_processes=N --process_id=I and
 # DEVICES_PER_PROCESS simulated CPU devices (default 1). Process 0 prints; the others log to
-# WORKDIR-less files under ${FAJAX_LAUNCH_LOGS:-/tmp/fajax_launch}. When one process fails, the
-# rest are stopped and the script exits with its status.
+# files under ${FAJAX_LAUNCH_LOGS:-/tmp/fajax_launch}. When one process fails, the rest are
+# stopped (TERM, then KILL 5 s later) and the script exits with its status.
 set -euo pipefail
 if [[ $# -lt 2 ]]; then
   sed -n '2,11p' "$0"; exit 2
@@ -33,14 +33,16 @@ for ((i = 0; i < num_processes; i++)); do
   pids+=($!)
 done
 
+# The first process to fail stops the run: the others would wait for it in their collectives.
 status=0
 for _ in "${pids[@]}"; do
-  if ! wait -n; then
-    status=$?
-    echo "launch/local.sh: a process failed (exit $status); stopping the others" >&2
-    kill "${pids[@]}" 2>/dev/null || true
-    break
-  fi
+  wait -n && continue
+  status=$?
+  echo "launch/local.sh: a process failed (exit $status); stopping the others" >&2
+  kill -TERM "${pids[@]}" 2>/dev/null || true
+  sleep 5
+  kill -KILL "${pids[@]}" 2>/dev/null || true
+  break
 done
-wait || true
+wait 2>/dev/null || true
 exit "$status"
