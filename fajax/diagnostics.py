@@ -40,16 +40,22 @@ def signal_alignment(rule_grads: dict, bp_grads: dict, rule_deltas: dict, bp_del
   return metrics
 
 
-def health_checks(layers) -> list[str]:
-  """What `first_nonfinite` checks, in order: the loss, then each layer's dW, W and B."""
-  return (['loss'] + [f'the gradient of {layer}' for layer in layers]
+def health_checks(hidden_layers, layers) -> list[str]:
+  """What `first_nonfinite` checks, in order: the forward pass layer by layer, the loss, then
+  each layer's dW, W and B."""
+  return ([f'the output of {layer}' for layer in hidden_layers] + ['the logits', 'the loss']
+          + [f'the gradient of {layer}' for layer in layers]
           + [f'the weights of {layer}' for layer in layers]
           + [f'the feedback weights of {layer}' for layer in layers])
 
 
-def first_nonfinite(loss, grads: dict, kernels: dict, feedback: dict) -> jax.Array:
-  """Index into `health_checks(layers)` of the first check holding NaN or Inf, else -1."""
+def first_nonfinite(forward_finite: list, loss, grads: dict, kernels: dict,
+                    feedback: dict) -> jax.Array:
+  """Index into `health_checks` of the first check holding NaN or Inf, else -1.
+
+  `forward_finite` holds whether each hidden pre-activation and the logits were finite.
+  """
   tensors = [loss] + [grads[l] for l in feedback] + [kernels[l] for l in feedback] + list(
       feedback.values())
-  finite = jnp.stack([jnp.all(jnp.isfinite(t)) for t in tensors])
+  finite = jnp.stack([*forward_finite, *(jnp.all(jnp.isfinite(t)) for t in tensors)])
   return jnp.where(jnp.all(finite), -1, jnp.argmin(finite))

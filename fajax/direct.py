@@ -42,6 +42,9 @@ _SHAPE_RECORD = contextvars.ContextVar('shape_record', default=None)
 # While set (layer → zeros of the pre-activation's shape), `activate` adds each probe to its
 # pre-activation: the gradient with respect to a probe is the backward signal δ at that layer.
 _PROBES = contextvars.ContextVar('probes', default=None)
+# While set, `activate` and `finish` append whether each pre-activation (and the logits) is
+# finite, in forward order: where a diverging run first overflowed.
+_FINITE_CHECKS = contextvars.ContextVar('finite_checks', default=None)
 
 
 class ErrorFeedback(nnx.Variable):
@@ -130,6 +133,7 @@ class Path:
     self.direct = direct
     self.record = _SHAPE_RECORD.get()
     self.probes = _PROBES.get()
+    self.finite_checks = _FINITE_CHECKS.get()
     self.carrier = {
         name: jnp.zeros((batch_size, size)) for name, size in direct.carrier_sizes.items()
     }
@@ -139,6 +143,8 @@ class Path:
       self.record.append((layer, tuple(a.shape[1:])))
     if self.probes is not None:
       a = a + self.probes[layer]
+    if self.finite_checks is not None:
+      self.finite_checks.append(jnp.all(jnp.isfinite(a)))
     if not self.direct.active:
       return act(a)
     sources = self.direct.sources[layer]
@@ -151,6 +157,8 @@ class Path:
     return h
 
   def finish(self, logits: jax.Array) -> jax.Array:
+    if self.finite_checks is not None:
+      self.finite_checks.append(jnp.all(jnp.isfinite(logits)))
     if OUTPUT in self.carrier:
       return logits + self.carrier[OUTPUT]
     return logits
@@ -210,10 +218,12 @@ def activation_shapes(model: nnx.Module, input_shape: Sequence[int]) -> list:
 
 
 @contextlib.contextmanager
-def probing(probes: dict):
-  """Within, the model adds `probes[layer]` to each hidden pre-activation (see `Path`)."""
-  token = _PROBES.set(probes)
+def probing(probes: dict | None, finite_checks: list | None = None):
+  """Within, the model adds `probes[layer]` to each hidden pre-activation and appends to
+  `finite_checks` whether each pre-activation and the logits are finite (see `Path`)."""
+  tokens = [_PROBES.set(probes), _FINITE_CHECKS.set(finite_checks)]
   try:
     yield
   finally:
-    _PROBES.reset(token)
+    _FINITE_CHECKS.reset(tokens[1])
+    _PROBES.reset(tokens[0])

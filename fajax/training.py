@@ -237,12 +237,13 @@ def train_step(
     probes = {layer: jnp.zeros((images.shape[0], *shape)) for layer, shape in model.hidden_shapes}
 
   def loss_fn(params, probes, exact=False):
-    with direct.probing(probes if diagnose else None):
+    forward_finite = []
+    with direct.probing(probes if diagnose else None, forward_finite):
       logits, model_state = model.apply(state, params, images, train=True, exact=exact)
     loss, wrong = _loss_and_error(logits, labels)
-    return loss.mean(), (wrong.mean(), model_state)
+    return loss.mean(), (wrong.mean(), model_state, forward_finite)
 
-  (loss, (error, model_state)), (grads, deltas) = jax.value_and_grad(
+  (loss, (error, model_state, forward_finite)), (grads, deltas) = jax.value_and_grad(
       loss_fn, argnums=(0, 1), has_aux=True
   )(state.params, probes)
   metrics = {'train/loss': loss, 'train/top1_error': 100.0 * error}
@@ -265,7 +266,7 @@ def train_step(
       state.feedback, state.rule_state, kernels, layer_kernels(grads, state.feedback)
   )
   metrics['health'] = diagnostics.first_nonfinite(
-      loss, layer_kernels(grads, state.feedback), kernels, feedback)
+      forward_finite, loss, layer_kernels(grads, state.feedback), kernels, feedback)
   new_state = state.replace(
       step=state.step + 1,
       params=with_kernels(params, kernels),
@@ -351,14 +352,14 @@ def restore_latest_readable(checkpoints, state: TrainState, say) -> TrainState:
   )
 
 
-def check_health(codes, first_step: int, layers: list[str], checkpoints) -> None:
-  """Raises DivergenceError at the first step whose loss, gradients, W or B went non-finite."""
+def check_health(codes, first_step: int, checks: list[str], checkpoints) -> None:
+  """Raises DivergenceError at the first step where a value of `checks` went non-finite."""
   for offset, code in enumerate(codes):
     if code >= 0:
       kept = checkpoints.latest_step() if checkpoints else None
       raise DivergenceError(
           f'training diverged at step {first_step + offset}: NaN or Inf in '
-          f'{diagnostics.health_checks(layers)[int(code)]}; '
+          f'{checks[int(code)]}; '
           + (f'the last good checkpoint (step {kept}) is kept. ' if kept is not None else '')
           + 'Lower the learning rate or check the data, then run again.'
       )
@@ -452,8 +453,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | None) -
           step % config.checkpoint_every_steps == 0 or step == total_steps)
 
       if log_due or checkpoint_due:  # never log or save a diverged state
+        checks = diagnostics.health_checks([l for l, _ in model.hidden_shapes], state.feedback)
         check_health(jax.device_get([m['health'] for m in pending]), step - len(pending) + 1,
-                     list(state.feedback), checkpoints)
+                     checks, checkpoints)
       line = {}
       if log_due:
         means = jax.tree.map(lambda *xs: float(np.mean(xs)),

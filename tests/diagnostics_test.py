@@ -73,3 +73,21 @@ def test_diagnosing_does_not_change_the_step():
   before, after, _, (step, images, labels) = _diagnosed_step('fa_usf_init', num_steps=2)
   plain, _ = jax.jit(step)(before, images, labels)
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(plain), jax.device_get(after))
+
+
+def test_health_names_the_first_nonfinite_value_in_forward_then_backward_order():
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
+  from fajax import diagnostics  # pylint: disable=g-import-not-at-top
+
+  ok, bad = jnp.ones((2, 2)), jnp.array([[1.0, jnp.nan], [0.0, 1.0]])
+  checks = diagnostics.health_checks(['conv1', 'fc1'], ['conv1', 'fc2'])
+  finite, overflowed = jnp.array(True), jnp.array(False)
+  code = lambda forward, **t: int(diagnostics.first_nonfinite(
+      forward, t.get('loss', jnp.array(1.0)), {'conv1': ok, 'fc2': t.get('grad', ok)},
+      {'conv1': ok, 'fc2': ok}, {'conv1': ok, 'fc2': t.get('b', ok)}))
+  assert code([finite, finite, finite]) == -1
+  assert checks[code([finite, overflowed, overflowed], loss=jnp.array(jnp.inf))] == (
+      'the output of fc1')
+  assert checks[code([finite, finite, finite], grad=bad)] == 'the gradient of fc2'
+  assert checks[code([finite, finite, finite], b=bad)] == 'the feedback weights of fc2'

@@ -33,6 +33,8 @@ def test_divergence_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
   kept = sorted(int(s) for s in os.listdir(tmp_path / 'checkpoints'))
   assert kept and max(kept) < diverged
   assert f'the last good checkpoint (step {max(kept)}) is kept' in line
+  # It names where the forward pass first overflowed: a layer's output or the logits.
+  assert 'NaN or Inf in the output of ' in line or 'NaN or Inf in the logits' in line
   with open(tmp_path / 'metrics.jsonl') as f:
     steps = [json.loads(l)['step'] for l in f]
   assert max(steps) < diverged  # nothing of the diverged steps was logged
@@ -44,12 +46,30 @@ def test_divergence_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
     ('--config.method=backprop', "unknown method 'backprop'; choose one of: bp, "),
     ('--config.kernel_init=xavier', "unknown kernel_init 'xavier'; choose one of: "),
     ('--config.batch_size=0', 'batch_size must be positive, got 0'),
+    ('--config.model=vgg16', "unknown model 'vgg16'; choose one of: lenet5, "),
+    ('--config.dataset=svhn', "unknown dataset 'svhn'; choose one of: mnist, cifar10, "),
+    ('--config.optimizer=rmsprop', "unknown optimizer 'rmsprop'; choose one of: sgd, adam"),
 ])
 def test_bad_config_is_one_line_exit_2(override, expected, tmp_path):
   result = _cli(tmp_path, '--config=experiments/mnist_bp.py', override)
   assert result.returncode == 2, result.stderr
   [line] = result.stderr.strip().splitlines()
   assert line.startswith('fajax: error: ') and expected in line
+
+
+def test_a_model_that_cannot_take_the_data_is_one_line_exit_2(tmp_path, mnist_data_dir):
+  result = _cli(tmp_path, '--config=experiments/mnist_bp.py', '--config.model=resnet20',
+                data_dir=mnist_data_dir)
+  assert result.returncode == 2
+  [line] = result.stderr.strip().splitlines()
+  assert 'model resnet20 takes 32×32×3 inputs but the dataset gives 32×32×1' in line
+
+
+def test_missing_data_directory_through_the_cli(tmp_path):
+  result = _cli(tmp_path, '--config=experiments/cifar10_1_bp.py', data_dir=str(tmp_path))
+  assert result.returncode == 2
+  [line] = result.stderr.strip().splitlines()
+  assert 'cifar-10-batches-py does not exist: extract cifar-10-python.tar.gz' in line
 
 
 def test_missing_config_file_is_one_line_exit_2(tmp_path):
