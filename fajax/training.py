@@ -432,6 +432,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | None) -
     for batch in data.eval_batches(config.eval_batch_size):
       yield tuple(sharding.global_array(x[eval_slice], batch_sharding) for x in batch)
 
+  health_checks = diagnostics.health_checks([l for l, _ in model.hidden_shapes], state.feedback)
   try:
     step = int(state.step)
     batches = data.train_batches(
@@ -453,16 +454,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | None) -
           step % config.checkpoint_every_steps == 0 or step == total_steps)
 
       if log_due or checkpoint_due:  # never log or save a diverged state
-        checks = diagnostics.health_checks([l for l, _ in model.hidden_shapes], state.feedback)
-        check_health(jax.device_get([m['health'] for m in pending]), step - len(pending) + 1,
-                     checks, checkpoints)
+        pending = jax.device_get(pending)
+        check_health([m['health'] for m in pending], step - len(pending) + 1, health_checks,
+                     checkpoints)
       line = {}
       if log_due:
-        means = jax.tree.map(lambda *xs: float(np.mean(xs)),
-                             *[{k: m[k] for k in ('train/loss', 'train/top1_error')}
-                               for m in jax.device_get(pending)])
+        means = {k: float(np.mean([m[k] for m in pending]))
+                 for k in ('train/loss', 'train/top1_error')}
         pending = []
-        alignment = {k: float(v) for k, v in jax.device_get(metrics).items() if k.startswith('align/')}
+        alignment = {k: float(v) for k, v in jax.device_get(metrics).items()
+                     if k.startswith('align/')}
         line.update(means, **alignment, **{'train/learning_rate': float(schedule(step - 1))})
         now = time.perf_counter()
         rate = (step - interval_step) / (now - interval_start)
