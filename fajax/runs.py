@@ -30,5 +30,5 @@ def series(metrics: list[dict], key: str) -> tuple[list[int], list[float]]:
 
 
 def final(metrics: list[dict], key: str):
-  steps, values = series(metrics, key)
+  _, values = series(metrics, key)
   return values[-1] if values else None

@@ -38,7 +38,8 @@ def test_fixed_norm_restores_the_initial_norm():
   state = constraint.init(w0)
   projected = constraint.apply(jax.tree.map(lambda w: 3 * w + 1, w0), state)
   for name in w0:
-    assert np.linalg.norm(projected[name]) == pytest.approx(float(np.linalg.norm(w0[name])), rel=1e-6)
+    expected = float(np.linalg.norm(w0[name]))
+    assert np.linalg.norm(projected[name]) == pytest.approx(expected, rel=1e-6)
 
 
 def _train(method, num_steps, **overrides):
@@ -94,4 +95,5 @@ def test_constraints_compose_in_order():
   projected = both.apply(moved, state)
   for name in w0:
     np.testing.assert_array_equal(np.sign(projected[name]), np.sign(w0[name]))
-    assert np.linalg.norm(projected[name]) == pytest.approx(float(np.linalg.norm(w0[name])), rel=1e-6)
+    expected = float(np.linalg.norm(w0[name]))
+    assert np.linalg.norm(projected[name]) == pytest.approx(expected, rel=1e-6)

@@ -100,14 +100,16 @@ def test_works_under_jit_and_vmap():
 def test_second_order_through_the_weight_gradient():
   # grad of a function of dW: the custom backward is itself differentiable in x.
   _, x, w, b = _dense_case()
-  inner = lambda x: jnp.sum(jax.grad(lambda w: _loss(kernel.feedback_op(kernel.dense, x, w, b)))(w) ** 2)
+  feedback_loss = lambda x, w: _loss(kernel.feedback_op(kernel.dense, x, w, b))
+  inner = lambda x: jnp.sum(jax.grad(lambda w: feedback_loss(x, w))(w) ** 2)
   expected = lambda x: jnp.sum(jax.grad(lambda w: _loss(kernel.dense(x, w)))(w) ** 2)
   np.testing.assert_allclose(jax.grad(inner)(x), jax.grad(expected)(x), rtol=1e-4, atol=1e-5)
 
 
 def test_conv_matches_lax_directly():
   op, x, w, _ = _conv_case(CONV_SETTINGS[0])
-  direct = lax.conv_general_dilated(x, w, (1, 1), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  direct = lax.conv_general_dilated(x, w, (1, 1), 'VALID',
+                                    dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
   np.testing.assert_array_equal(op(x, w), direct)
 
 

@@ -40,7 +40,8 @@ def test_output_shape_and_parameter_count(name):
   if expected is not None:
     assert _count(model, nnx.Param) == expected
   # Every conv and dense kernel has feedback weights of its own shape.
-  kernels = [v for path, v in nnx.to_flat_state(nnx.state(model, nnx.Param)) if path[-1] == 'kernel']
+  params = nnx.to_flat_state(nnx.state(model, nnx.Param))
+  kernels = [v for path, v in params if path[-1] == 'kernel']
   assert _count(model, Feedback) == sum(k.size for k in kernels)
 
 

@@ -1,6 +1,5 @@
 """What a researcher looks at: TensorBoard events, plots, the results table, the notebook."""
 
-import os
 import pathlib
 import struct
 

@@ -21,7 +21,8 @@ def _setup(method, **overrides):
   optimizer, _ = training.create_optimizer(config, total_steps=100)
   method = methods.build(config, optimizer)
   model, state = training.create_train_state(config, mnist_data.SPEC, optimizer, method)
-  step = jax.jit(functools.partial(training.train_step, model=model, optimizer=optimizer, method=method))
+  step = jax.jit(functools.partial(training.train_step, model=model, optimizer=optimizer,
+                                   method=method))
   return model, state, step
 
 
@@ -117,7 +118,8 @@ def test_batch_manhattan_steps_by_the_sign_of_the_gradient():
                      lr_schedule='constant', batch_manhattan=True))
   optimizer, _ = training.create_optimizer(config, total_steps=10)
   params = {'layer': {'kernel': jnp.ones((2, 2)), 'bias': jnp.ones((2,))}}
-  grads = {'layer': {'kernel': jnp.array([[3.0, -1e-4], [0.5, -7.0]]), 'bias': jnp.array([2.0, -2.0])}}
+  grads = {'layer': {'kernel': jnp.array([[3.0, -1e-4], [0.5, -7.0]]),
+                     'bias': jnp.array([2.0, -2.0])}}
   updates, _ = optimizer.update(grads, optimizer.init(params), params)
   np.testing.assert_allclose(updates['layer']['kernel'], [[-0.1, 0.1], [-0.1, 0.1]], rtol=1e-6)
   np.testing.assert_allclose(updates['layer']['bias'], [-0.1, 0.1], rtol=1e-6)

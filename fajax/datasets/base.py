@@ -104,7 +104,8 @@ class InMemoryDataset:
       if epoch != loaded_epoch:
         loaded_epoch = epoch
         batches = epoch_batches(self.num_train, batch_size, seed, epoch)
-        batches = jax.device_put(batches[:, shard_index * per_shard : (shard_index + 1) * per_shard])
+        shard = slice(shard_index * per_shard, (shard_index + 1) * per_shard)
+        batches = jax.device_put(batches[:, shard])
       yield _gather(images, labels, batches, index)
 
   def eval_batches(self, batch_size) -> Iterator[tuple[jax.Array, jax.Array, np.ndarray]]:
@@ -174,22 +175,16 @@ class GrainDataset:
     yield from dataset.to_iter_dataset(self._read_options())
 
   def eval_batches(self, batch_size) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    source = self.test_source
-    transform = self.eval_transform
-    batches = grain.MapDataset.range(len(source)).batch(batch_size).map(
-        lambda idx: _eval_batch(source, transform, idx, batch_size)
-    )
+    source, transform = self.test_source, self.eval_transform
+
+    def read(batch):
+      idx, mask = batch
+      records = [source[int(i)] for i in idx]
+      images = np.stack([transform(image) for image, _ in records])
+      return images, np.array([label for _, label in records], np.int32), mask
+
+    batches = grain.MapDataset.source(list(_padded_ranges(len(source), batch_size))).map(read)
     yield from batches.to_iter_dataset(self._read_options())
-
-
-def _eval_batch(source, transform, idx, batch_size):
-  mask = np.zeros(batch_size, np.float32)
-  mask[: len(idx)] = 1
-  idx = np.concatenate([idx, np.full(batch_size - len(idx), idx[-1])])
-  records = [source[int(i)] for i in idx]
-  images = np.stack([transform(image) for image, _ in records])
-  labels = np.array([label for _, label in records], np.int32)
-  return images, labels, mask
 
 
 class _Slice:

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fajax.datasets import base
+from fajax.datasets import sources
 from fajax.errors import DataError
 
 FILES = {
@@ -86,19 +87,10 @@ def load_split_from_idx(directory: str, split: str) -> tuple[np.ndarray, np.ndar
 
 
 def load_split_from_tfds(split: str) -> tuple[np.ndarray, np.ndarray]:
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-
-  try:
-    source = tfds.data_source('mnist', split=split, download=False)
-  except Exception as e:  # TFDS raises several kinds for a dataset that is not prepared.
-    raise DataError(
-        f'no data directory is set and TFDS cannot open mnist ({e}); set $FAJAX_DATA_DIR or '
-        '--config.data_dir to a folder holding mnist/ with the IDX files, or prepare TFDS '
-        "with 'tfds build mnist'"
-    ) from e
+  source = sources.tfds_source('mnist', split)
   records = [source[i] for i in range(len(source))]
-  images = np.stack([r['image'] for r in records]).astype(np.uint8)
-  labels = np.array([r['label'] for r in records], np.int32)
+  images = np.stack([image for image, _ in records]).astype(np.uint8)
+  labels = np.array([label for _, label in records], np.int32)
   return images, labels
 
 
