@@ -278,6 +278,16 @@ def train_step(
   return new_state, metrics
 
 
+def jit_train_step(model, optimizer, method, *, diagnose=False, out_shardings=None):
+  """`train_step` jitted as the trainer runs it (and the benchmarks time it)."""
+  return jax.jit(
+      functools.partial(train_step, model=model, optimizer=optimizer, method=method,
+                        diagnose=diagnose),
+      out_shardings=out_shardings,
+      donate_argnums=0,
+  )
+
+
 def eval_step(state: TrainState, images, labels, mask, *, model: Model) -> dict:
   """Sums of loss and errors over the examples where `mask` is 1 (padding is 0)."""
   logits, _ = model.apply(state, state.params, images, train=False)
@@ -417,12 +427,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | None) -
   replicated = sharding.replicated(mesh)
   batch_sharding = sharding.batch_sharding(mesh)
   step_fns = {
-      diagnose: jax.jit(
-          functools.partial(train_step, model=model, optimizer=optimizer, method=method,
-                            diagnose=diagnose),
-          out_shardings=(state_shardings, replicated),
-          donate_argnums=0,
-      )
+      diagnose: jit_train_step(model, optimizer, method, diagnose=diagnose,
+                               out_shardings=(state_shardings, replicated))
       for diagnose in (False, True)
   }
   eval_fn = jax.jit(functools.partial(eval_step, model=model), out_shardings=replicated)
