@@ -9,9 +9,11 @@ exactly what `jax.grad` of the plain op returns.
 """
 
 import functools
+import math
 from collections.abc import Callable, Sequence
 
 import jax
+import jax.numpy as jnp
 from jax import lax
 
 Op = Callable[[jax.Array, jax.Array], jax.Array]
@@ -20,6 +22,71 @@ Op = Callable[[jax.Array, jax.Array], jax.Array]
 def dense(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """`x @ kernel` over the last axis of x; kernel is [in_features, out_features]."""
   return lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())))
+
+
+# XLA's CPU convolution is slow when each output sees few inputs (first layers: 1–3 input
+# channels) and when the window covers most of the image (ResNet-18's last stages at small
+# resolution: up to 100× slower); its transposes, the backward pass, are slower still. There,
+# one matmul over the stacked shifted windows (im2col) is faster, forward and backward; so is a
+# 1×1 convolution, a plain matmul. Elsewhere XLA's convolution wins (measurements:
+# BUILD_NOTES.md, "Convolutions on CPU"). The stacked windows take kh·kw times the input's
+# memory; above this size XLA's convolution is used regardless.
+IM2COL_MAX_INPUT_FEATURES = 16
+IM2COL_MAX_BYTES = 64 * 2**20
+
+
+def _im2col_is_faster(x: jax.Array, kernel: jax.Array, outputs: int) -> bool:
+  window_h, window_w, in_features, _ = kernel.shape
+  window = window_h * window_w
+  patches_bytes = outputs * window * in_features * x.dtype.itemsize
+  return patches_bytes <= IM2COL_MAX_BYTES and (
+      window == 1
+      or in_features < IM2COL_MAX_INPUT_FEATURES
+      or x.shape[1] * x.shape[2] <= 2 * window
+  )
+
+
+def window_slices(
+    x: jax.Array,
+    window: Sequence[int],
+    strides: Sequence[int],
+    padding: str | Sequence[tuple[int, int]],
+    dilation: Sequence[int] = (1, 1),
+    pad_value: float = 0.0,
+) -> list[jax.Array]:
+  """For each offset of a 2-D window (row-major), the NHWC input's values under it.
+
+  Element [n, i, j, c] of the k-th slice is the input at window offset k of output (i, j),
+  with the input padded by `padding` (a lax padding string or explicit pairs) with `pad_value`.
+  """
+  window_h, window_w = window
+  dilation_h, dilation_w = dilation
+  if isinstance(padding, str):
+    dilated = ((window_h - 1) * dilation_h + 1, (window_w - 1) * dilation_w + 1)
+    padding = lax.padtype_to_pads(x.shape[1:3], dilated, tuple(strides), padding)
+  x = jnp.pad(x, ((0, 0), *padding, (0, 0)), constant_values=pad_value)
+  n, height, width, channels = x.shape
+  stride_h, stride_w = strides
+  out_h = (height - (window_h - 1) * dilation_h - 1) // stride_h + 1
+  out_w = (width - (window_w - 1) * dilation_w - 1) // stride_w + 1
+  return [
+      lax.slice(
+          x,
+          (0, i * dilation_h, j * dilation_w, 0),
+          (n, i * dilation_h + (out_h - 1) * stride_h + 1,
+           j * dilation_w + (out_w - 1) * stride_w + 1, channels),
+          (1, stride_h, stride_w, 1),
+      )
+      for i in range(window_h)
+      for j in range(window_w)
+  ]
+
+
+def _im2col_conv(x, kernel, strides, padding, rhs_dilation):
+  window_h, window_w, in_features, out_features = kernel.shape
+  slices = window_slices(x, (window_h, window_w), strides, padding, rhs_dilation)
+  patches = slices[0] if len(slices) == 1 else jnp.concatenate(slices, axis=-1)
+  return dense(patches, kernel.reshape(window_h * window_w * in_features, out_features))
 
 
 def conv(
@@ -31,15 +98,32 @@ def conv(
     rhs_dilation: Sequence[int] = (1, 1),
     feature_group_count: int = 1,
 ) -> jax.Array:
-  """2-D convolution, x in NHWC, kernel in HWIO."""
-  return lax.conv_general_dilated(
-      x,
-      kernel,
-      window_strides=tuple(strides),
-      padding=padding if isinstance(padding, str) else tuple(padding),
-      rhs_dilation=tuple(rhs_dilation),
-      dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
-      feature_group_count=feature_group_count,
+  """2-D convolution, x in NHWC, kernel in HWIO.
+
+  On CPU, the convolutions where XLA is slow run as im2col + matmul; elsewhere, and for
+  grouped convolutions, as XLA's convolution. Both give the same values up to float rounding.
+  """
+  strides, rhs_dilation = tuple(strides), tuple(rhs_dilation)
+  padding = padding if isinstance(padding, str) else tuple(map(tuple, padding))
+
+  def xla_conv(x, kernel):
+    return lax.conv_general_dilated(
+        x,
+        kernel,
+        window_strides=strides,
+        padding=padding,
+        rhs_dilation=rhs_dilation,
+        dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+        feature_group_count=feature_group_count,
+    )
+
+  outputs = math.prod(jax.eval_shape(xla_conv, x, kernel).shape[:3])
+  if feature_group_count != 1 or not _im2col_is_faster(x, kernel, outputs):
+    return xla_conv(x, kernel)
+  return lax.platform_dependent(
+      x, kernel,
+      cpu=lambda x, kernel: _im2col_conv(x, kernel, strides, padding, rhs_dilation),
+      default=xla_conv,
   )
 
 

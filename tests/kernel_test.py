@@ -106,11 +106,43 @@ def test_second_order_through_the_weight_gradient():
   np.testing.assert_allclose(jax.grad(inner)(x), jax.grad(expected)(x), rtol=1e-4, atol=1e-5)
 
 
-def test_conv_matches_lax_directly():
-  op, x, w, _ = _conv_case(CONV_SETTINGS[0])
-  direct = lax.conv_general_dilated(x, w, (1, 1), 'VALID',
-                                    dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-  np.testing.assert_array_equal(op(x, w), direct)
+@pytest.mark.parametrize('settings', CONV_SETTINGS)
+def test_conv_and_its_transposes_match_lax_convolution(settings):
+  op, x, w, _ = _conv_case(settings)
+  groups = settings.get('feature_group_count', 1)
+  direct = functools.partial(
+      lax.conv_general_dilated, window_strides=settings['strides'],
+      padding=settings['padding'], rhs_dilation=settings.get('rhs_dilation', (1, 1)),
+      dimension_numbers=('NHWC', 'HWIO', 'NHWC'), feature_group_count=groups)
+  y = direct(x, w)
+  np.testing.assert_allclose(op(x, w), y, rtol=1e-5, atol=1e-5)
+  for argnum in (0, 1):
+    got, expected = (
+        jax.linear_transpose(lambda a, f=f: f(*((a, w) if argnum == 0 else (x, a))),
+                             (x, w)[argnum])(y)[0]
+        for f in (op, direct)
+    )
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
+
+
+def _compiled_ops(settings, x_shape, w_shape):
+  op = functools.partial(kernel.conv, **settings)
+  x, w = jnp.zeros(x_shape), jnp.zeros(w_shape)
+  grad = jax.grad(lambda x, w: jnp.sum(op(x, w)), argnums=(0, 1))
+  return jax.jit(grad).lower(x, w).compile().as_text()
+
+
+@pytest.mark.skipif(jax.default_backend() != 'cpu', reason='the im2col formulation is CPU only')
+def test_small_convolutions_run_as_matmuls_on_cpu_and_large_ones_as_convolutions():
+  small = _compiled_ops(dict(padding='SAME'), (8, 16, 16, 3), (5, 5, 3, 32))
+  assert 'convolution(' not in small and 'concatenate(' in small
+  window_covers_image = _compiled_ops(dict(padding='SAME'), (2, 4, 4, 32), (3, 3, 32, 32))
+  assert 'convolution(' not in window_covers_image
+  # 128·32·32 outputs × 5·5·64 inputs each × 4 bytes = 840 MB of stacked windows: too large.
+  large = _compiled_ops(dict(padding='SAME'), (128, 32, 32, 64), (5, 5, 64, 64))
+  assert 'convolution(' in large
+  grouped = _compiled_ops(dict(feature_group_count=2), (2, 8, 8, 4), (3, 3, 2, 4))
+  assert 'convolution(' in grouped
 
 
 def test_b_proportional_to_w_gives_bps_backward_direction_exactly():

@@ -10,6 +10,7 @@ from fajax import kernel
 from fajax import models
 from fajax.errors import ConfigError
 from fajax.layers import Feedback
+from fajax.models import common
 
 CASES = {  # model: (input shape, classes, parameter count of the reference implementation)
     'cifar_convnet': ((32, 32, 3), 10, None),
@@ -95,3 +96,14 @@ def test_densefa_on_resnet18_is_refused_before_allocating():
 def test_a_model_refuses_inputs_it_was_not_made_for():
   with pytest.raises(ConfigError, match='model resnet20 takes 32×32×3 inputs but the dataset'):
     models.create('resnet20', 10, (28, 28, 1), 'he_normal', nnx.Rngs(params=0, feedback=1))
+
+
+@pytest.mark.parametrize('window,stride,padding', [(2, 2, 'VALID'), (3, 2, 'SAME'), (3, 2, 'VALID')])
+def test_max_pool_matches_flax_values_and_gradients(window, stride, padding):
+  x = jax.random.normal(jax.random.key(0), (2, 9, 8, 3))
+  ours = lambda x: common.max_pool(x, window, stride, padding)
+  flax_pool = lambda x: nnx.max_pool(x, (window, window), (stride, stride), padding)
+  np.testing.assert_array_equal(ours(x), flax_pool(x))
+  weights = jnp.arange(ours(x).size, dtype=jnp.float32).reshape(ours(x).shape)
+  grads = [jax.grad(lambda x, f=f: jnp.sum(f(x) * weights))(x) for f in (ours, flax_pool)]
+  np.testing.assert_array_equal(*grads)

@@ -1,16 +1,31 @@
 """Pieces the models share: pooling, and conv/dense blocks with optional batch norm."""
 
+import functools
 import math
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from fajax import kernel
 from fajax.layers import FeedbackConv
 
 
 def max_pool(x: jax.Array, window: int, stride: int, padding: str = 'VALID') -> jax.Array:
-  return nnx.max_pool(x, (window, window), (stride, stride), padding)
+  """Max over `window`×`window` windows (NHWC); the values and gradients of `nnx.max_pool`.
+
+  Written so that XLA's CPU backward pass is fast (BUILD_NOTES.md, "Pooling on CPU"):
+  non-overlapping windows as a reduction over a reshape, overlapping ones over rows, then over
+  columns, as the maximum of strided views; `nnx.max_pool`'s select-and-scatter backward is
+  2–4× slower.
+  """
+  n, height, width, channels = x.shape
+  if window == stride and padding == 'VALID' and height % window == width % window == 0:
+    return x.reshape(n, height // window, window, width // window, window, channels).max((2, 4))
+  for shape, strides in (((window, 1), (stride, 1)), ((1, window), (1, stride))):
+    views = kernel.window_slices(x, shape, strides, padding, pad_value=-jnp.inf)
+    x = functools.reduce(jnp.maximum, views)
+  return x
 
 
 def adaptive_avg_pool(x: jax.Array, size: int) -> jax.Array:

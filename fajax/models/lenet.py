@@ -4,12 +4,8 @@ import jax
 from flax import nnx
 
 from fajax.direct import DirectFeedback
+from fajax.models.common import max_pool
 from fajax.layers import FeedbackConv, FeedbackDense, default_kernel_init
-
-
-def max_pool_2x2(x: jax.Array) -> jax.Array:
-  n, h, w, c = x.shape
-  return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
 
 
 class LeNet5(nnx.Module):
@@ -34,8 +30,8 @@ class LeNet5(nnx.Module):
 
   def __call__(self, x: jax.Array) -> jax.Array:
     path = self.direct.path(x.shape[0])
-    x = max_pool_2x2(path.activate('conv1', self.conv1(x), nnx.relu))
-    x = max_pool_2x2(path.activate('conv2', self.conv2(x), nnx.relu))
+    x = max_pool(path.activate('conv1', self.conv1(x), nnx.relu), 2, 2)
+    x = max_pool(path.activate('conv2', self.conv2(x), nnx.relu), 2, 2)
     x = path.activate('conv3', self.conv3(x), nnx.relu)
     x = path.activate('fc1', self.fc1(x.reshape(x.shape[0], -1)), nnx.relu)
     return path.finish(self.fc2(x))

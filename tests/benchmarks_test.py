@@ -1,0 +1,46 @@
+"""The speed benchmark suite end to end, at a tiny size (LeNet-5, two methods, a few steps)."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+
+
+def test_suite_measures_every_requested_method_and_bp(tmp_path):
+  env = {**os.environ, 'PYTHONPATH': os.pathsep.join(
+      filter(None, [str(REPO), os.environ.get('PYTHONPATH')]))}
+  result = subprocess.run(
+      [sys.executable, 'benchmarks/suite.py', '--models=lenet5', '--methods=fa,dfa',
+       '--diagnose_methods=dfa', '--steps=4', '--rounds=2', '--warmup=1',
+       '--matmul_sizes=256,512', '--skip_pipeline', f'--out={tmp_path}'],
+      capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+
+  suite = json.loads((tmp_path / 'suite.json').read_text())
+  assert suite['matmul_peak']['best_gflops'] > 0
+  assert suite['machine']['cpu_count'] > 0
+  [model] = suite['models']
+  assert model['model'] == 'lenet5'
+  rows = {r['method']: r for r in model['rows']}
+  assert list(rows) == ['bp', 'fa', 'dfa']  # BP measured although not requested, and first
+  assert rows['bp']['ratio_to_bp'] == 1.0
+  assert rows['bp']['mfu_percent'] == rows['bp']['percent_of_peak']
+  for row in rows.values():
+    assert row['step_ms'] > 0 and row['gflop_per_step'] > 0 and row['peak_mb'] > 0
+    assert row['images_per_s'] == pytest.approx(128e3 / row['step_ms'])
+  # DFA sends the error straight from the output: no backward propagation between layers.
+  assert rows['dfa']['gflop_per_step'] < rows['bp']['gflop_per_step']
+  assert 'diagnostics_overhead_percent' in rows['bp'] and 'diagnose_step_ms' in rows['dfa']
+  assert 'diagnose_step_ms' not in rows['fa']
+  assert 'pipeline' not in suite
+
+  markdown = (tmp_path / 'suite.md').read_text()
+  for method in rows:
+    assert f'| {method} |' in markdown
+  assert 'Alignment diagnostics every 100 steps: bp' in markdown
+  assert markdown in result.stdout
