@@ -29,7 +29,7 @@ def dense(x: jax.Array, kernel: jax.Array) -> jax.Array:
 # resolution: up to 100× slower); its transposes, the backward pass, are slower still. There,
 # one matmul over the stacked shifted windows (im2col) is faster, forward and backward; so is a
 # 1×1 convolution, a plain matmul. Elsewhere XLA's convolution wins (measurements:
-# BUILD_NOTES.md, "Convolutions on CPU"). The stacked windows take kh·kw times the input's
+# BUILD_NOTES.md, "Speed (issue 7)"). The stacked windows take kh·kw times the input's
 # memory; above this size XLA's convolution is used regardless.
 IM2COL_MAX_INPUT_FEATURES = 16
 IM2COL_MAX_BYTES = 64 * 2**20
