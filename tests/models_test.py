@@ -37,7 +37,8 @@ def test_output_shape_and_parameter_count(name):
   model = _create(name)
   shape, classes, expected = CASES[name]
   model.eval()
-  assert model(jnp.zeros((2, *shape))).shape == (2, classes)
+  # Jitted: run eagerly, the im2col convolutions compile op by op (AlexNet: ~30 s).
+  assert nnx.jit(lambda m: m(jnp.zeros((2, *shape))))(model).shape == (2, classes)
   if expected is not None:
     assert _count(model, nnx.Param) == expected
   # Every conv and dense kernel has feedback weights of its own shape.
@@ -69,9 +70,10 @@ def test_bp_gradients_equal_plain_autodiff(name, monkeypatch):
     logits = m(x)
     return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(2), labels])
 
-  with_feedback = nnx.to_pure_dict(nnx.grad(loss)(model))
+  # A fresh jit for each, so the second one traces the patched kernel.
+  with_feedback = nnx.to_pure_dict(nnx.jit(nnx.grad(loss))(model))
   monkeypatch.setattr(kernel, 'feedback_op', lambda op, x, w, b: op(x, w))
-  plain = nnx.to_pure_dict(nnx.grad(loss)(model))
+  plain = nnx.to_pure_dict(nnx.jit(nnx.grad(loss))(model))
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
                with_feedback, plain)
 
@@ -81,7 +83,8 @@ def test_dfa_works_on_the_cifar_convnet():
   assert set(model.direct.matrices) == {
       'conv1_from_output', 'conv2_from_output', 'conv3_from_output', 'fc1_from_output'}
   x = jax.random.normal(jax.random.key(0), (4, 32, 32, 3))
-  grads = nnx.to_pure_dict(nnx.grad(lambda m: jnp.sum(jax.nn.log_softmax(m(x))[:, 3]))(model))
+  grads = nnx.to_pure_dict(
+      nnx.jit(nnx.grad(lambda m: jnp.sum(jax.nn.log_softmax(m(x))[:, 3])))(model))
   assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
   assert np.linalg.norm(grads['conv1']['conv']['kernel']) > 0
 
