@@ -24,8 +24,9 @@ def make_mesh() -> jax.sharding.Mesh:
                        axis_types=(jax.sharding.AxisType.Auto,))
 
 
-def batch_sharding(mesh) -> NamedSharding:
-  return NamedSharding(mesh, P(BATCH_AXIS))
+def batch_sharding(mesh, stacked: bool = False) -> NamedSharding:
+  """Batches split over the devices; `stacked`: several steps' batches, stacked in front."""
+  return NamedSharding(mesh, P(None, BATCH_AXIS) if stacked else P(BATCH_AXIS))
 
 
 def replicated(mesh) -> NamedSharding:

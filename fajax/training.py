@@ -105,7 +105,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _choose('optimizer', config.optimizer, OPTIMIZERS)
   _choose('lr_schedule', config.lr_schedule, LR_SCHEDULES)
   for field in ('batch_size', 'eval_batch_size', 'log_every_steps', 'eval_every_epochs',
-                'checkpoint_every_steps', 'checkpoints_to_keep', 'data_workers', 'image_size'):
+                'checkpoint_every_steps', 'checkpoints_to_keep', 'data_workers', 'image_size',
+                'steps_per_call'):
     if config[field] <= 0:
       raise ConfigError(f'{field} must be positive, got {config[field]}')
   if config.num_train_steps <= 0 and config.num_epochs <= 0:
@@ -278,11 +279,26 @@ def train_step(
   return new_state, metrics
 
 
-def jit_train_step(model, optimizer, method, *, diagnose=False, out_shardings=None):
-  """`train_step` jitted as the trainer runs it (and the benchmarks time it)."""
+def train_steps(state: TrainState, images: jax.Array, labels: jax.Array, **step_args):
+  """`train_step` on each batch of a stack (leading axis: the step), in turn, in one `lax.scan`.
+
+  The metrics come stacked the same way.
+  """
+  return jax.lax.scan(
+      lambda state, batch: train_step(state, *batch, **step_args), state, (images, labels)
+  )
+
+
+def jit_train_step(
+    model, optimizer, method, *, diagnose=False, stacked=False, out_shardings=None
+):
+  """`train_step` jitted as the trainer runs it (and the benchmarks time it).
+
+  `stacked`: `train_steps` instead, several steps in one call.
+  """
   return jax.jit(
-      functools.partial(train_step, model=model, optimizer=optimizer, method=method,
-                        diagnose=diagnose),
+      functools.partial(train_steps if stacked else train_step, model=model,
+                        optimizer=optimizer, method=method, diagnose=diagnose),
       out_shardings=out_shardings,
       donate_argnums=0,
   )
@@ -375,6 +391,29 @@ def check_health(codes, first_step: int, checks: list[str], checkpoints) -> None
       )
 
 
+def steps_in_next_call(step: int, stop: int, steps_per_call: int, diagnose_at_stop: bool) -> int:
+  """How many steps the trainer's next call runs, from `step` towards the next `stop`.
+
+  A stack of `steps_per_call` when that many fit before the stop, else one. The step that ends
+  at a diagnosed stop always runs alone (its own jitted step, which measures the alignment), so
+  only two step functions are ever compiled for training, whatever the schedule of stops.
+  """
+  if steps_per_call > 1 and step + steps_per_call <= stop - diagnose_at_stop:
+    return steps_per_call
+  return 1
+
+
+def _fetch_per_step(per_call: list[dict]) -> dict:
+  """Metrics of several calls (scalars of one step or stacks of several) as one array a key."""
+  fetched = jax.device_get(per_call)
+  return {k: np.concatenate([np.atleast_1d(m[k]) for m in fetched]) for k in fetched[0]}
+
+
+def _stack(batches):
+  stack = np.stack if isinstance(batches[0], np.ndarray) else jnp.stack
+  return stack(batches)
+
+
 def _format_duration(seconds: float) -> str:
   minutes, seconds = divmod(int(seconds), 60)
   return f'{minutes // 60}:{minutes % 60:02d}:{seconds:02d}'
@@ -426,11 +465,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | None) -
 
   replicated = sharding.replicated(mesh)
   batch_sharding = sharding.batch_sharding(mesh)
+  stacked_batch_sharding = sharding.batch_sharding(mesh, stacked=True)
   step_fns = {
       diagnose: jit_train_step(model, optimizer, method, diagnose=diagnose,
                                out_shardings=(state_shardings, replicated))
       for diagnose in (False, True)
   }
+  stacked_step_fn = jit_train_step(model, optimizer, method, stacked=True,
+                                   out_shardings=(state_shardings, replicated))
   eval_fn = jax.jit(functools.partial(eval_step, model=model), out_shardings=replicated)
   eval_slice = sharding.process_slice(config.eval_batch_size)
 
@@ -445,28 +487,43 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | None) -
         config.batch_size, config.seed, start_step=step, num_steps=total_steps - step,
         shard_index=jax.process_index(), shard_count=jax.process_count(),
     )
-    pending = []
+    eval_every = steps_per_epoch * config.eval_every_epochs
+    pending = []  # per call: its steps' loss, error and health, stacked
     interval_start, interval_step = time.perf_counter(), step
     eval_metrics = {}
-    for images, labels in batches:
-      images = sharding.global_array(images, batch_sharding)
-      labels = sharding.global_array(labels, batch_sharding)
-      log_due = (step + 1) % config.log_every_steps == 0 or step + 1 == total_steps
+    while step < total_steps:
+      # The next step that logs, evaluates or saves; the calls in between may run stacked.
+      stop = min((step // every + 1) * every for every in (
+          config.log_every_steps, eval_every,
+          config.checkpoint_every_steps if checkpoints else total_steps, total_steps))
+      log_due = stop % config.log_every_steps == 0 or stop == total_steps
       # The last step of each logging interval also measures the layers' alignment.
-      state, metrics = step_fns[log_due and config.diagnostics](state, images, labels)
+      diagnose_at_stop = log_due and config.diagnostics
+      count = steps_in_next_call(step, stop, config.steps_per_call, diagnose_at_stop)
+      if count == 1:
+        images, labels = next(batches)
+        state, metrics = step_fns[diagnose_at_stop and step + 1 == stop](
+            state, sharding.global_array(images, batch_sharding),
+            sharding.global_array(labels, batch_sharding))
+      else:
+        images, labels = zip(*(next(batches) for _ in range(count)))
+        state, metrics = stacked_step_fn(
+            state, sharding.global_array(_stack(images), stacked_batch_sharding),
+            sharding.global_array(_stack(labels), stacked_batch_sharding))
       pending.append({k: metrics[k] for k in ('train/loss', 'train/top1_error', 'health')})
-      step += 1
+      step += count
+      if step < stop:
+        continue
       checkpoint_due = checkpoints and (
           step % config.checkpoint_every_steps == 0 or step == total_steps)
 
       if log_due or checkpoint_due:  # never log or save a diverged state
-        pending = jax.device_get(pending)
-        check_health([m['health'] for m in pending], step - len(pending) + 1, health_checks,
-                     checkpoints)
+        pending = [_fetch_per_step(pending)]
+        health = pending[0]['health']
+        check_health(health, step - len(health) + 1, health_checks, checkpoints)
       line = {}
       if log_due:
-        means = {k: float(np.mean([m[k] for m in pending]))
-                 for k in ('train/loss', 'train/top1_error')}
+        means = {k: float(np.mean(pending[0][k])) for k in ('train/loss', 'train/top1_error')}
         pending = []
         alignment = {k: float(v) for k, v in jax.device_get(metrics).items()
                      if k.startswith('align/')}
@@ -479,7 +536,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | None) -
             f'ETA {_format_duration((total_steps - step) / rate)} | '
             f"loss {means['train/loss']:.4f} | error {means['train/top1_error']:.2f}%"
         )
-      eval_due = step % (steps_per_epoch * config.eval_every_epochs) == 0
+      eval_due = step % eval_every == 0
       if eval_due or step == total_steps:
         eval_metrics = evaluate(eval_fn, state, eval_batches())
         line.update(eval_metrics)

@@ -14,15 +14,15 @@ from fajax.datasets import epoch_batches
 from fajax.datasets import mnist as mnist_data
 
 
-def _setup(method, **overrides):
+def _setup(method, stacked=False, **overrides):
   config = mnist.get_config(method)
   config.update({**dict(optimizer='sgd', learning_rate=0.02, momentum=0.9, weight_decay=5e-3),
                  **overrides})
   optimizer, _ = training.create_optimizer(config, total_steps=100)
   method = methods.build(config, optimizer)
   model, state = training.create_train_state(config, mnist_data.SPEC, optimizer, method)
-  step = jax.jit(functools.partial(training.train_step, model=model, optimizer=optimizer,
-                                   method=method))
+  step = jax.jit(functools.partial(training.train_steps if stacked else training.train_step,
+                                   model=model, optimizer=optimizer, method=method))
   return model, state, step
 
 
@@ -133,3 +133,35 @@ def test_every_method_trains_a_step_to_finite_values(method):
   assert np.isfinite(float(metrics['train/loss']))
   for tree in (state.params, state.feedback):
     assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(tree))
+
+
+def test_stacked_steps_match_single_steps():
+  _, state, step = _setup('bp')
+  _, stacked_state, stacked = _setup('bp', stacked=True)
+  images, labels = map(np.stack, zip(*_batches(4)))
+  stacked_state, stacked_metrics = stacked(stacked_state, images, labels)
+  losses = []
+  for i in range(4):
+    state, metrics = step(state, images[i], labels[i])
+    losses.append(metrics['train/loss'])
+  assert stacked_metrics['train/loss'].shape == (4,)
+  np.testing.assert_allclose(stacked_metrics['train/loss'], losses, rtol=1e-5)
+  assert int(stacked_state.step) == 4
+  jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-4, atol=1e-6),
+               stacked_state.params, state.params)
+
+
+@pytest.mark.parametrize('steps_per_call,diagnose,calls', [
+    (1, True, [1] * 10),
+    (4, True, [4, 4, 1, 1]),  # the diagnosed 10th step alone
+    (4, False, [4, 4, 1, 1]),
+    (3, False, [3, 3, 3, 1]),
+    (5, False, [5, 5]),
+    (5, True, [5, 1, 1, 1, 1, 1]),
+])
+def test_calls_fill_the_steps_up_to_a_stop(steps_per_call, diagnose, calls):
+  step, made = 0, []
+  while step < 10:
+    made.append(training.steps_in_next_call(step, 10, steps_per_call, diagnose))
+    step += made[-1]
+  assert made == calls

@@ -52,6 +52,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.num_epochs = 10
   config.num_train_steps = -1  # when > 0, train this many steps instead of num_epochs
 
+  # Steps run by one call of the jitted step (a lax.scan over that many batches) between
+  # logging, evaluation and checkpoint steps: fewer dispatches from Python, which matter for
+  # small models (fajax.configs.mnist). Results are the same up to float rounding.
+  config.steps_per_call = 1
+
   config.log_every_steps = 100
   # Per-layer alignment with exact BP (fajax.diagnostics), measured on each logging step.
   config.diagnostics = True
