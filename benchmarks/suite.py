@@ -23,6 +23,9 @@ Each model runs on random uint8 batches of its dataset's shape, with its column'
   over this method's step time, as a share of the same peak.
 - for BP and `--diagnose_methods`, the step that also measures the alignment diagnostics, and
   their cost at the config's logging frequency: (t_diagnose − t) / (log_every_steps · t).
+- where the config runs several steps per call (`steps_per_call`, LeNet-5's MNIST config), the
+  time per step of that call too (a `lax.scan` over a stack of batches), as the trainer runs it
+  between logging steps.
 
 A method the config refuses (DenseFA's matrices over `direct_feedback_memory_budget_mb`, 2 GB by
 default; `--direct_budget_mb` raises it) gets a row saying why. Last, the real CIFAR-10 grain
@@ -149,14 +152,20 @@ def random_batch(spec, raw_shape, batch_size: int) -> tuple[jax.Array, jax.Array
 
 
 def build(config, spec):
-  """The initial state of `config`'s model and method, and its jitted steps by `diagnose`.
+  """The initial state of `config`'s model and method, and its jitted steps by variant.
 
+  Variants: 'plain', 'diagnose' and, where the config runs several steps per call, 'stacked'.
   The steps are jitted as the trainer jits them. Raises ConfigError for a config that cannot run.
   """
   optimizer, _ = training.create_optimizer(config, total_steps=10_000)
   method = methods.build(config, optimizer)
   model, state = training.create_train_state(config, spec, optimizer, method)
-  steps = {d: training.jit_train_step(model, optimizer, method, diagnose=d) for d in (False, True)}
+  steps = {
+      'plain': training.jit_train_step(model, optimizer, method),
+      'diagnose': training.jit_train_step(model, optimizer, method, diagnose=True),
+  }
+  if config.steps_per_call > 1:
+    steps['stacked'] = training.jit_train_step(model, optimizer, method, stacked=True)
   return state, steps
 
 
@@ -172,21 +181,24 @@ def compile_step(step, state, batch) -> dict:
           'flops': compiled.cost_analysis()['flops'], 'peak_mb': peak_bytes / 2**20}
 
 
-def time_interleaved(compiled: dict, states: dict, batch, *, steps, rounds, warmup, name) -> dict:
-  """Median seconds of one step of each compiled step, timed in interleaved rounds.
+def time_interleaved(compiled: dict, states: dict, batches: dict, *, steps, rounds, warmup,
+                     name) -> dict:
+  """Median seconds per training step of each compiled step, timed in interleaved rounds.
 
-  `compiled` maps (method, diagnose) to its compiled step; `states[method]` is the method's
-  state, which each step donates and replaces.
+  `compiled` maps (method, variant) to its compiled step, `batches[variant]` is what it takes
+  (for 'stacked': `steps_per_call` batches); `states[method]` is the method's state, which each
+  call donates and replaces.
   """
 
-  def run(key, count):
-    method = key[0]
+  def run(key, steps):
+    (method, variant), (images, _) = key, batches[key[1]]
+    steps_per_call = len(images) if variant == 'stacked' else 1
     times = []
-    for _ in range(count):
+    for _ in range(max(steps // steps_per_call, 1)):
       start = time.perf_counter()
-      states[method], metrics = compiled[key](states[method], *batch)
+      states[method], metrics = compiled[key](states[method], *batches[variant])
       jax.block_until_ready((states[method], metrics))
-      times.append(time.perf_counter() - start)
+      times.append((time.perf_counter() - start) / steps_per_call)
     return times
 
   for key in compiled:
@@ -215,6 +227,8 @@ def measure_model(name, method_names, diagnosed, batch_size, imagenet_size, peak
   base = CONFIGS[name]('bp')
   spec, raw_shape = dataset_shapes(base, imagenet_size)
   batch = random_batch(spec, raw_shape, batch_size)
+  batches = {'plain': batch, 'diagnose': batch,
+             'stacked': tuple(jnp.stack([x] * base.steps_per_call) for x in batch)}
   states, info, skipped = {}, {}, {}
   for method in method_names:
     config = CONFIGS[name](method)
@@ -226,19 +240,20 @@ def measure_model(name, method_names, diagnosed, batch_size, imagenet_size, peak
       skipped[method] = str(e)
       say(f'{name}/{method}: skipped: {e}')
       continue
-    for diagnose in (False, True) if method in diagnosed else (False,):
-      info[method, diagnose] = compile_step(steps[diagnose], states[method], batch)
-      say(f'{name}/{method}{" (diagnose)" if diagnose else ""}: compiled in '
-          f'{info[method, diagnose]["compile_s"]:.1f} s')
-  seconds = time_interleaved({k: v['compiled'] for k, v in info.items()}, states, batch,
+    for variant in steps:
+      if variant == 'diagnose' and method not in diagnosed:
+        continue
+      info[method, variant] = compile_step(steps[variant], states[method], batches[variant])
+      say(f'{name}/{method} ({variant}): compiled in {info[method, variant]["compile_s"]:.1f} s')
+  seconds = time_interleaved({k: v['compiled'] for k, v in info.items()}, states, batches,
                              name=name, **timing)
-  bp_t, bp_flops = seconds['bp', False], info['bp', False]['flops']
+  bp_t, bp_flops = seconds['bp', 'plain'], info['bp', 'plain']['flops']
   rows = []
   for method in method_names:
     if method in skipped:
       rows.append({'method': method, 'skipped': skipped[method]})
       continue
-    t, plain = seconds[method, False], info[method, False]
+    t, plain = seconds[method, 'plain'], info[method, 'plain']
     row = {
         'method': method, 'step_ms': 1e3 * t, 'ratio_to_bp': t / bp_t,
         'images_per_s': batch_size / t, 'compile_s': plain['compile_s'],
@@ -247,15 +262,20 @@ def measure_model(name, method_names, diagnosed, batch_size, imagenet_size, peak
         'percent_of_peak': 100 * plain['flops'] / t / peak,
         'mfu_percent': 100 * bp_flops / t / peak,
     }
-    if (method, True) in seconds:
-      t_diagnose = seconds[method, True]
+    if (method, 'diagnose') in seconds:
+      t_diagnose = seconds[method, 'diagnose']
       row.update(diagnose_step_ms=1e3 * t_diagnose,
-                 diagnose_compile_s=info[method, True]['compile_s'],
+                 diagnose_compile_s=info[method, 'diagnose']['compile_s'],
                  diagnostics_overhead_percent=100 * (t_diagnose - t) / (base.log_every_steps * t))
+    if (method, 'stacked') in seconds:
+      row.update(stacked_step_ms=1e3 * seconds[method, 'stacked'],
+                 stacked_ratio_to_bp=seconds[method, 'stacked'] / seconds['bp', 'stacked'],
+                 stacked_compile_s=info[method, 'stacked']['compile_s'])
     rows.append(row)
   return {'model': name, 'batch_size': batch_size, 'image_shape': list(raw_shape),
           'dataset': base.dataset, 'log_every_steps': base.log_every_steps,
-          'device_peak_mb': device_peak_mb(), 'rows': rows}
+          'steps_per_call': base.steps_per_call, 'device_peak_mb': device_peak_mb(),
+          'rows': rows}
 
 
 def pipeline_rate(workers: int, num_batches: int = 100) -> float:
@@ -298,6 +318,12 @@ def to_markdown(result: dict) -> str:
           f"{r['images_per_s']:.1f} | {r['compile_s']:.1f} | {r['peak_mb']:.1f} | "
           f"{r['gflop_per_step']:.3f} | {r['achieved_gflops']:.1f} | "
           f"{r['percent_of_peak']:.1f} | {r['mfu_percent']:.1f} |")
+    stacked = [r for r in model['rows'] if 'stacked_step_ms' in r]
+    if stacked:
+      lines += ['', f"{model['steps_per_call']} steps per call (as the trainer runs them "
+                "between logging steps), ms per step (× BP): " + '; '.join(
+                    f"{r['method']} {r['stacked_step_ms']:.2f} ({r['stacked_ratio_to_bp']:.3f})"
+                    for r in stacked)]
     diagnosed = [r for r in model['rows'] if 'diagnose_step_ms' in r]
     lines += ['', f"Alignment diagnostics every {model['log_every_steps']} steps: " + '; '.join(
         f"{r['method']} {r['diagnose_step_ms']:.2f} ms per diagnosed step "

@@ -38,9 +38,14 @@ def test_suite_measures_every_requested_method_and_bp(tmp_path):
   assert 'diagnostics_overhead_percent' in rows['bp'] and 'diagnose_step_ms' in rows['dfa']
   assert 'diagnose_step_ms' not in rows['fa']
   assert 'pipeline' not in suite
+  # The MNIST config runs several steps per call: timed per step too, stacked.
+  assert model['steps_per_call'] > 1
+  assert rows['bp']['stacked_ratio_to_bp'] == 1.0
+  assert all(row['stacked_step_ms'] > 0 for row in rows.values())
 
   markdown = (tmp_path / 'suite.md').read_text()
   for method in rows:
     assert f'| {method} |' in markdown
   assert 'Alignment diagnostics every 100 steps: bp' in markdown
+  assert f"{model['steps_per_call']} steps per call" in markdown
   assert markdown in result.stdout
