@@ -2,7 +2,7 @@
 
     python benchmarks/suite.py [--models=lenet5,cifar_convnet,resnet20,resnet18]
         [--methods=all|bp,fa,...] [--steps=50] [--rounds=5] [--batch_sizes=lenet5=128,...]
-        [--skip_pipeline] [--out=DIR]
+        [--compute_dtype=float32|bfloat16] [--skip_pipeline] [--out=DIR]
 
 Each model runs on random uint8 batches of its dataset's shape, with its column's config
 (lenet5: MNIST; cifar_convnet: CIFAR-10 1; resnet20: CIFAR-10 2; alexnet / resnet18: ImageNet
@@ -18,8 +18,8 @@ Each model runs on random uint8 batches of its dataset's shape, with its column'
   temporaries less the donated buffers); the device's own peak, where it reports one (GPU), is
   given per model (the process's peak up to the end of that model's timing).
 - FLOPs per step as XLA counts them, the FLOP/s achieved, and that as a share of this machine's
-  matmul peak, measured first (jitted n×n float32 matmuls, 2n³ FLOPs, best over `--matmul_sizes`);
-  MFU (model FLOP utilization): BP's FLOPs per step, the model's training work whatever the rule,
+  matmul peak, measured first (jitted n×n matmuls in the compute dtype, 2n³ FLOPs, best over
+  `--matmul_sizes`); MFU (model FLOP utilization): BP's FLOPs per step, the model's training work whatever the rule,
   over this method's step time, as a share of the same peak.
 - for BP and `--diagnose_methods`, the step that also measures the alignment diagnostics, and
   their cost at the config's logging frequency: (t_diagnose − t) / (log_every_steps · t).
@@ -84,6 +84,8 @@ _WARMUP = flags.DEFINE_integer('warmup', 5, 'Untimed steps per method before the
 _BATCH_SIZES = flags.DEFINE_list('batch_sizes', '', 'Overrides, as model=N,model=N.')
 _IMAGENET_SIZE = flags.DEFINE_integer('imagenet_size', 0,
                                       'Image side of ImageNet models; 0: 64 on CPU, else 224.')
+_COMPUTE_DTYPE = flags.DEFINE_enum('compute_dtype', None, training.COMPUTE_DTYPES,
+                                   'config.compute_dtype; default float32 on CPU, else bfloat16.')
 _DIAGNOSE_METHODS = flags.DEFINE_list(
     'diagnose_methods', 'fa_usf_sn', 'Methods (of --methods, besides BP) whose diagnostics '
     'step is timed too; "all" for every one.')
@@ -115,15 +117,16 @@ def machine() -> dict:
   }
 
 
-def matmul_peak(sizes, calls: int = 5) -> dict:
-  """FLOP/s of a jitted n×n float32 matmul (2n³ FLOPs, median of `calls`), for each n.
+def matmul_peak(sizes, dtype: str, calls: int = 5) -> dict:
+  """FLOP/s of a jitted n×n matmul (2n³ FLOPs, median of `calls`), for each n.
 
-  In JAX's default matmul precision, the one the models' own matmuls run in.
+  In `dtype` (the models' compute dtype) and JAX's default matmul precision, the one the
+  models' own matmuls run in.
   """
   matmul = jax.jit(jnp.matmul)
   rates = {}
   for n in sizes:
-    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    a = jax.random.normal(jax.random.key(0), (n, n), dtype)
     jax.block_until_ready(matmul(a, a))
     times = []
     for _ in range(calls):
@@ -217,8 +220,8 @@ def device_peak_mb() -> float | None:
   return stats['peak_bytes_in_use'] / 2**20 if stats else None
 
 
-def measure_model(name, method_names, diagnosed, batch_size, imagenet_size, peak, budget_mb,
-                  timing) -> dict:
+def measure_model(name, method_names, diagnosed, batch_size, imagenet_size, compute_dtype, peak,
+                  budget_mb, timing) -> dict:
   """Every method's row for one model (BP first), the methods timed together.
 
   `diagnosed`: the methods whose diagnostics step is timed too; `timing`: the steps, rounds and
@@ -232,6 +235,7 @@ def measure_model(name, method_names, diagnosed, batch_size, imagenet_size, peak
   states, info, skipped = {}, {}, {}
   for method in method_names:
     config = CONFIGS[name](method)
+    config.compute_dtype = compute_dtype
     if budget_mb is not None:
       config.direct_feedback_memory_budget_mb = budget_mb
     try:
@@ -299,8 +303,9 @@ def to_markdown(result: dict) -> str:
   lines = [
       '# Speed benchmark', '',
       f"{m['device_kind']} ({m['cpu']}, {m['cpu_count']} cores), jax {m['jax']}, "
-      f"{m['date']}; XLA_FLAGS={m['xla_flags'] or '(none)'}. Matmul peak "
-      f"{peak['best_gflops']:.1f} GFLOP/s (float32, best of n = "
+      f"{m['date']}; XLA_FLAGS={m['xla_flags'] or '(none)'}; compute in "
+      f"{result['settings']['compute_dtype']}. Matmul peak "
+      f"{peak['best_gflops']:.1f} GFLOP/s (best of n = "
       f"{', '.join(peak['gflops_by_size'])}).",
   ]
   header = ('method', 'step ms', '× BP', 'images/s', 'compile s', 'peak MB', 'GFLOP/step',
@@ -353,15 +358,16 @@ def main(argv):
   batch_sizes = {name: int(n) for name, n in (b.split('=') for b in _BATCH_SIZES.value)}
   on_cpu = jax.default_backend() == 'cpu'
   imagenet_size = _IMAGENET_SIZE.value or (64 if on_cpu else 224)
+  compute_dtype = _COMPUTE_DTYPE.value or ('float32' if on_cpu else 'bfloat16')
   sizes = [int(n) for n in _MATMUL_SIZES.value] or (
       [1024, 2048] if on_cpu else [2048, 4096, 8192])
   timing = {'steps': _STEPS.value, 'rounds': _ROUNDS.value, 'warmup': _WARMUP.value}
 
-  rates = matmul_peak(sizes)
+  rates = matmul_peak(sizes, compute_dtype)
   peak = max(rates.values())
   say(f'matmul peak: {peak / 1e9:.1f} GFLOP/s')
   result = {'machine': machine(),
-            'settings': {**timing, 'imagenet_size': imagenet_size},
+            'settings': {**timing, 'imagenet_size': imagenet_size, 'compute_dtype': compute_dtype},
             'matmul_peak': {'best_gflops': peak / 1e9,
                             'gflops_by_size': {str(n): r / 1e9 for n, r in rates.items()}},
             'models': []}
@@ -369,8 +375,8 @@ def main(argv):
     batch_size = batch_sizes.get(name) or (
         CPU_BATCH_SIZES[name] if on_cpu else CONFIGS[name]('bp').batch_size)
     result['models'].append(
-        measure_model(name, method_names, diagnosed, batch_size, imagenet_size, peak,
-                      _DIRECT_BUDGET_MB.value, timing))
+        measure_model(name, method_names, diagnosed, batch_size, imagenet_size, compute_dtype,
+                      peak, _DIRECT_BUDGET_MB.value, timing))
   if not _SKIP_PIPELINE.value:
     say('CIFAR-10 input pipeline')
     rate = pipeline_rate(_WORKERS.value)

@@ -134,8 +134,10 @@ class Path:
     self.record = _SHAPE_RECORD.get()
     self.probes = _PROBES.get()
     self.finite_checks = _FINITE_CHECKS.get()
+    # In the matrices' dtype: the compute dtype, so that adding the carrier promotes nothing.
+    dtype = next((m[...].dtype for m in direct.matrices.values()), jnp.float32)
     self.carrier = {
-        name: jnp.zeros((batch_size, size)) for name, size in direct.carrier_sizes.items()
+        name: jnp.zeros((batch_size, size), dtype) for name, size in direct.carrier_sizes.items()
     }
 
   def activate(self, layer: str, a: jax.Array, act: Callable[[jax.Array], jax.Array]):

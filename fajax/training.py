@@ -38,6 +38,7 @@ from fajax.layers import Feedback
 OPTIMIZERS = ('sgd', 'adam')
 _LEARNED_OR_FEEDBACK = nnx.Any(nnx.Param, Feedback, ErrorFeedback)
 LR_SCHEDULES = ('constant', 'cosine')
+COMPUTE_DTYPES = ('float32', 'bfloat16')
 
 
 @flax.struct.dataclass
@@ -58,13 +59,16 @@ class Model:
 
   `exact_graphdef` is the same model without DFA/DenseFA wiring: with B = W it is exact BP, the
   reference of the alignment diagnostics. `hidden_shapes` are the (layer, shape) of its hidden
-  pre-activations.
+  pre-activations. The forward and backward passes run in `compute_dtype`: W, B, DFA matrices,
+  batch-norm scales and inputs are cast to it, while the state (W, B, optimizer, batch-norm
+  statistics) stays float32, the gradients arrive in float32 and the loss is computed in it.
   """
 
   graphdef: nnx.GraphDef
   exact_graphdef: nnx.GraphDef
   hidden_shapes: tuple
   preprocess: Any
+  compute_dtype: Any = jnp.float32
 
   def apply(
       self, state: 'TrainState', params: dict, raw_images: jax.Array, train: bool,
@@ -79,16 +83,18 @@ class Model:
     feedback = traverse_util.unflatten_dict(
         {(*layer.split('/'), 'feedback'): b for layer, b in feedback.items()}
     )
+    cast = lambda tree: jax.tree.map(lambda x: x.astype(self.compute_dtype), tree)
     network = nnx.merge(
-        self.exact_graphdef if exact else self.graphdef, params, feedback,
-        {} if exact else state.error_feedback, state.model_state,
+        self.exact_graphdef if exact else self.graphdef, cast(params), cast(feedback),
+        {} if exact else cast(state.error_feedback), state.model_state,
     )
     if train:
       network.train()
     else:
       network.eval()
-    logits = network(self.preprocess(raw_images))
-    return logits, nnx.to_pure_dict(nnx.state(network, nnx.Not(_LEARNED_OR_FEEDBACK)))
+    logits = network(cast(self.preprocess(raw_images)))
+    model_state = nnx.to_pure_dict(nnx.state(network, nnx.Not(_LEARNED_OR_FEEDBACK)))
+    return logits.astype(jnp.float32), model_state
 
 
 def _choose(name: str, value: str, choices) -> None:
@@ -104,6 +110,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _choose('kernel_init', config.kernel_init, models.KERNEL_INITIALIZERS)
   _choose('optimizer', config.optimizer, OPTIMIZERS)
   _choose('lr_schedule', config.lr_schedule, LR_SCHEDULES)
+  _choose('compute_dtype', config.compute_dtype, COMPUTE_DTYPES)
   for field in ('batch_size', 'eval_batch_size', 'log_every_steps', 'eval_every_epochs',
                 'checkpoint_every_steps', 'checkpoints_to_keep', 'data_workers', 'image_size',
                 'steps_per_call'):
@@ -203,7 +210,8 @@ def create_train_state(
   exact_network = nnx.eval_shape(lambda: build_network(direct.ADJACENT))
   exact_graphdef, *_ = split(exact_network)
   hidden_shapes = tuple(direct.activation_shapes(exact_network, spec.input_shape))
-  model = Model(graphdef, exact_graphdef, hidden_shapes, spec.preprocess)
+  model = Model(graphdef, exact_graphdef, hidden_shapes, spec.preprocess,
+                jnp.dtype(config.compute_dtype))
   out_shardings = None
   if mesh is not None:
     out_shardings = sharding.state_shardings(
@@ -235,7 +243,8 @@ def train_step(
   """
   probes = {}
   if diagnose:
-    probes = {layer: jnp.zeros((images.shape[0], *shape)) for layer, shape in model.hidden_shapes}
+    probes = {layer: jnp.zeros((images.shape[0], *shape), model.compute_dtype)
+              for layer, shape in model.hidden_shapes}
 
   def loss_fn(params, probes, exact=False):
     forward_finite = []

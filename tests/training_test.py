@@ -1,6 +1,7 @@
 """The train step with each rule: what happens to W and B over real optimizer steps."""
 
 import functools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -9,7 +10,9 @@ import pytest
 
 from fajax import methods
 from fajax import training
+from fajax.configs import cifar10_1
 from fajax.configs import mnist
+from fajax.datasets import cifar10
 from fajax.datasets import epoch_batches
 from fajax.datasets import mnist as mnist_data
 
@@ -165,3 +168,38 @@ def test_calls_fill_the_steps_up_to_a_stop(steps_per_call, diagnose, calls):
     made.append(training.steps_in_next_call(step, 10, steps_per_call, diagnose))
     step += made[-1]
   assert made == calls
+
+
+@pytest.mark.parametrize('model,method', [('lenet5', 'dfa'), ('cifar_convnet_bn', 'fa')])
+def test_bfloat16_compute_runs_every_product_in_bfloat16_and_keeps_the_state_float32(
+    model, method):
+  get_config, spec = {'lenet5': (mnist.get_config, mnist_data.SPEC),
+                      'cifar_convnet_bn': (cifar10_1.get_config, cifar10.SPEC)}[model]
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (4, *spec.input_shape[:2][::-1], spec.input_shape[2]),
+                        dtype=np.uint8)
+  if model == 'lenet5':
+    images = images[:, 2:-2, 2:-2]  # raw MNIST is 28×28, padded to 32×32 in preprocess
+  labels = rng.integers(0, 10, 4).astype(np.int32)
+  losses = {}
+  for dtype in ('float32', 'bfloat16'):
+    config = get_config(method)
+    config.update(model=model, compute_dtype=dtype)
+    optimizer, _ = training.create_optimizer(config, total_steps=10)
+    rule = methods.build(config, optimizer)
+    structure, state = training.create_train_state(config, spec, optimizer, rule)
+    step = jax.jit(functools.partial(training.train_step, model=structure, optimizer=optimizer,
+                                     method=rule))
+    # Every convolution and matmul of the lowered step: (operand types) -> result type.
+    products = re.findall(r'stablehlo\.(?:convolution|dot_general).*: \((.*)\) -> (.*)',
+                          step.lower(state, images, labels).as_text())
+    assert products
+    element_types = {t for operands, result in products
+                     for t in re.findall(r'x([a-z][a-z0-9]*)>', operands + result)}
+    assert element_types == {'bf16' if dtype == 'bfloat16' else 'f32'}
+    new_state, metrics = step(state, images, labels)
+    dtypes = lambda tree: [x.dtype for x in jax.tree.leaves(tree)]
+    assert dtypes(new_state) == dtypes(state)
+    losses[dtype] = float(metrics['train/loss'])
+  assert losses['bfloat16'] == pytest.approx(losses['float32'], rel=2e-2)
+  assert losses['bfloat16'] != losses['float32']

@@ -45,6 +45,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.lr_schedule = 'cosine'  # 'constant' or 'cosine' (decays to 0 at the last step)
   config.warmup_steps = 0  # linear warm-up from 0, before the schedule
 
+  # 'bfloat16' runs the forward and backward passes in bfloat16 (for GPUs and TPUs); weights,
+  # optimizer state and the loss stay float32.
+  config.compute_dtype = 'float32'
   config.batch_size = 128  # global: split over every device of every process
   # Split parameters of 2^18+ entries over the devices too, for models that do not fit one.
   config.shard_large_params = False

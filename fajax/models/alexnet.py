@@ -10,7 +10,7 @@ from flax import nnx
 
 from fajax.direct import DirectFeedback
 from fajax.layers import FeedbackDense, default_kernel_init
-from fajax.models.common import ConvBN, adaptive_avg_pool, max_pool
+from fajax.models.common import ConvBN, adaptive_avg_pool, max_pool, normalize
 
 _CONVS = (  # name, out features, kernel, stride, max-pool after
     ('conv1', 64, 11, 4, True),
@@ -49,5 +49,5 @@ class AlexNet(nnx.Module):
     x = adaptive_avg_pool(x, 6).reshape(x.shape[0], -1)
     for name, norm in (('fc1', self.fc1_norm), ('fc2', self.fc2_norm)):
       x = getattr(self, name)(self.dropout(x))
-      x = path.activate(name, x if norm is None else norm(x), nnx.relu)
+      x = path.activate(name, normalize(norm, x), nnx.relu)
     return path.finish(self.fc3(x))

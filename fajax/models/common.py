@@ -42,6 +42,14 @@ def adaptive_avg_pool(x: jax.Array, size: int) -> jax.Array:
   return jnp.stack(rows, axis=1)
 
 
+def normalize(norm: nnx.BatchNorm | None, x: jax.Array) -> jax.Array:
+  """`norm(x)` in x's dtype (or x, without a norm).
+
+  The statistics are float32 (the model state's dtype), which would promote a bfloat16 x.
+  """
+  return x if norm is None else norm(x).astype(x.dtype)
+
+
 class ConvBN(nnx.Module):
   """Feedback conv, then batch norm when `batch_norm` (the conv then has no bias)."""
 
@@ -54,5 +62,4 @@ class ConvBN(nnx.Module):
     self.norm = nnx.BatchNorm(out_features, momentum=0.9, rngs=rngs) if batch_norm else None
 
   def __call__(self, x):
-    x = self.conv(x)
-    return x if self.norm is None else self.norm(x)
+    return normalize(self.norm, self.conv(x))
