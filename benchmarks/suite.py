@@ -173,24 +173,26 @@ def build(config, spec):
 
 
 def compile_step(step, state, batch) -> dict:
-  """The compiled step, its compile time and XLA's FLOPs and peak memory for it."""
+  """Compiles the jitted `step` (into its cache); its compile time, XLA's FLOPs and peak memory."""
   start = time.perf_counter()
   compiled = step.lower(state, *batch).compile()
   seconds = time.perf_counter() - start
   memory = compiled.memory_analysis()
   peak_bytes = (memory.argument_size_in_bytes + memory.output_size_in_bytes
                 + memory.temp_size_in_bytes - memory.alias_size_in_bytes)
-  return {'compiled': compiled, 'compile_s': seconds,
+  return {'compile_s': seconds,
           'flops': compiled.cost_analysis()['flops'], 'peak_mb': peak_bytes / 2**20}
 
 
-def time_interleaved(compiled: dict, states: dict, batches: dict, *, steps, rounds, warmup,
+def time_interleaved(jitted: dict, states: dict, batches: dict, *, steps, rounds, warmup,
                      name) -> dict:
-  """Median seconds per training step of each compiled step, timed in interleaved rounds.
+  """Median seconds per training step of each jitted step, timed in interleaved rounds.
 
-  `compiled` maps (method, variant) to its compiled step, `batches[variant]` is what it takes
-  (for 'stacked': `steps_per_call` batches); `states[method]` is the method's state, which each
-  call donates and replaces.
+  `jitted` maps (method, variant) to its jitted step, `batches[variant]` is what it takes (for
+  'stacked': `steps_per_call` batches); `states[method]` is the method's state, which each call
+  donates and replaces. The jitted functions are called, as the trainer calls them, not their
+  `Compiled` objects, whose Python call path is slower (5.6 ms more per step for a state holding
+  a PRNG key, BUILD_NOTES.md).
   """
 
   def run(key, steps):
@@ -199,17 +201,17 @@ def time_interleaved(compiled: dict, states: dict, batches: dict, *, steps, roun
     times = []
     for _ in range(max(steps // steps_per_call, 1)):
       start = time.perf_counter()
-      states[method], metrics = compiled[key](states[method], *batches[variant])
+      states[method], metrics = jitted[key](states[method], *batches[variant])
       jax.block_until_ready((states[method], metrics))
       times.append((time.perf_counter() - start) / steps_per_call)
     return times
 
-  for key in compiled:
+  for key in jitted:
     run(key, warmup)
-  times = {key: [] for key in compiled}
+  times = {key: [] for key in jitted}
   for k in range(rounds):
     say(f'{name}: timing round {k + 1}/{rounds}')
-    for key in compiled:
+    for key in jitted:
       times[key] += run(key, max(steps // rounds, 1))
   return {key: statistics.median(t) for key, t in times.items()}
 
@@ -232,7 +234,7 @@ def measure_model(name, method_names, diagnosed, batch_size, imagenet_size, comp
   batch = random_batch(spec, raw_shape, batch_size)
   batches = {'plain': batch, 'diagnose': batch,
              'stacked': tuple(jnp.stack([x] * base.steps_per_call) for x in batch)}
-  states, info, skipped = {}, {}, {}
+  states, jitted, info, skipped = {}, {}, {}, {}
   for method in method_names:
     config = CONFIGS[name](method)
     config.compute_dtype = compute_dtype
@@ -247,9 +249,10 @@ def measure_model(name, method_names, diagnosed, batch_size, imagenet_size, comp
     for variant in steps:
       if variant == 'diagnose' and method not in diagnosed:
         continue
+      jitted[method, variant] = steps[variant]
       info[method, variant] = compile_step(steps[variant], states[method], batches[variant])
       say(f'{name}/{method} ({variant}): compiled in {info[method, variant]["compile_s"]:.1f} s')
-  seconds = time_interleaved({k: v['compiled'] for k, v in info.items()}, states, batches,
+  seconds = time_interleaved(jitted, states, batches,
                              name=name, **timing)
   bp_t, bp_flops = seconds['bp', 'plain'], info['bp', 'plain']['flops']
   rows = []
