@@ -51,6 +51,7 @@ from absl import flags
 from absl import logging
 
 from fajax import datasets
+from fajax import host_memory
 from fajax import methods
 from fajax import training
 from fajax.configs import cifar10_1
@@ -190,9 +191,7 @@ def time_interleaved(jitted: dict, states: dict, batches: dict, *, steps, rounds
 
   `jitted` maps (method, variant) to its jitted step, `batches[variant]` is what it takes (for
   'stacked': `steps_per_call` batches); `states[method]` is the method's state, which each call
-  donates and replaces. The jitted functions are called, as the trainer calls them, not their
-  `Compiled` objects, whose Python call path is slower (5.6 ms more per step for a state holding
-  a PRNG key, BUILD_NOTES.md).
+  donates and replaces. The jitted functions are called, as the trainer calls them.
   """
 
   def run(key, steps):
@@ -351,6 +350,7 @@ def to_markdown(result: dict) -> str:
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
+  host_memory.retain_freed_buffers()  # as the trainer does
   method_names = list(methods.METHODS) if _METHODS.value == ['all'] else _METHODS.value
   unknown = set(method_names) - set(methods.METHODS) | set(_MODELS.value) - set(CONFIGS)
   if unknown:

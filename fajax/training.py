@@ -29,6 +29,7 @@ from fajax import models
 from fajax import sharding
 from fajax import diagnostics
 from fajax import direct
+from fajax import host_memory
 from fajax.direct import ErrorFeedback
 from fajax.errors import ConfigError
 from fajax.errors import CheckpointError
@@ -404,8 +405,9 @@ def steps_in_next_call(step: int, stop: int, steps_per_call: int, diagnose_at_st
   """How many steps the trainer's next call runs, from `step` towards the next `stop`.
 
   A stack of `steps_per_call` when that many fit before the stop, else one. The step that ends
-  at a diagnosed stop always runs alone (its own jitted step, which measures the alignment), so
-  only two step functions are ever compiled for training, whatever the schedule of stops.
+  at a diagnosed stop always runs alone (its own jitted step, which measures the alignment). So
+  training compiles three step functions at most (single, diagnosed, stacked), whatever the
+  schedule of stops.
   """
   if steps_per_call > 1 and step + steps_per_call <= stop - diagnose_at_stop:
     return steps_per_call
@@ -435,6 +437,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | None) -
   latest checkpoint when one exists.
   """
   validate_config(config)
+  host_memory.retain_freed_buffers()
   mesh = sharding.make_mesh()
   sharding.check_batch_sizes(config, mesh)
   data = datasets.load(config)
