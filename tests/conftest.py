@@ -1,6 +1,7 @@
 import os
 import pathlib
 
+import jax
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -13,6 +14,19 @@ def mnist_data_dir() -> str:
     if candidate and (pathlib.Path(candidate) / 'mnist').is_dir():
       return os.path.abspath(candidate)
   pytest.skip('real MNIST not found: set FAJAX_DATA_DIR to the folder that holds mnist/')
+
+
+@pytest.fixture(scope='session', autouse=True)
+def compilation_cache(tmp_path_factory) -> str:
+  """One persistent XLA compilation cache for the session and the runs its tests start.
+
+  Tests compile the same steps many times (a CLI run and its resume, each rule's test on
+  LeNet-5); with the cache each compiles once.
+  """
+  directory = str(tmp_path_factory.mktemp('jax_compilation_cache'))
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = directory  # for the subprocesses
+  jax.config.update('jax_compilation_cache_dir', directory)
+  return directory
 
 
 def pytest_addoption(parser):

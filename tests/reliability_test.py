@@ -112,6 +112,8 @@ def test_killed_runs_resume_to_the_same_bits(tmp_path, mnist_data_dir):
   args = ['--config=experiments/mnist_fa_usf_sn.py', *SMALL, '--config.num_train_steps=600',
           '--config.checkpoint_every_steps=50', '--config.log_every_steps=50']
   env = {**os.environ, 'FAJAX_DATA_DIR': mnist_data_dir}
+  # Every restart compiles afresh: with cached executables the run could end before two kills.
+  env.pop('JAX_COMPILATION_CACHE_DIR', None)
   command = [sys.executable, '-m', 'fajax.main', f'--workdir={tmp_path / "killed"}', *args]
   rng = np.random.default_rng(0)
   kills = 0
