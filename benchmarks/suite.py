@@ -195,12 +195,13 @@ def time_interleaved(jitted: dict, states: dict, batches: dict, *, steps, rounds
   """
 
   def run(key, steps):
-    (method, variant), (images, _) = key, batches[key[1]]
-    steps_per_call = len(images) if variant == 'stacked' else 1
+    method, variant = key
+    batch = batches[variant]
+    steps_per_call = len(batch[0]) if variant == 'stacked' else 1
     times = []
     for _ in range(max(steps // steps_per_call, 1)):
       start = time.perf_counter()
-      states[method], metrics = jitted[key](states[method], *batches[variant])
+      states[method], metrics = jitted[key](states[method], *batch)
       jax.block_until_ready((states[method], metrics))
       times.append((time.perf_counter() - start) / steps_per_call)
     return times
@@ -231,8 +232,9 @@ def measure_model(name, method_names, diagnosed, batch_size, imagenet_size, comp
   base = CONFIGS[name]('bp')
   spec, raw_shape = dataset_shapes(base, imagenet_size)
   batch = random_batch(spec, raw_shape, batch_size)
-  batches = {'plain': batch, 'diagnose': batch,
-             'stacked': tuple(jnp.stack([x] * base.steps_per_call) for x in batch)}
+  batches = {'plain': batch, 'diagnose': batch}
+  if base.steps_per_call > 1:
+    batches['stacked'] = tuple(jnp.stack([x] * base.steps_per_call) for x in batch)
   states, jitted, info, skipped = {}, {}, {}, {}
   for method in method_names:
     config = CONFIGS[name](method)
@@ -251,8 +253,7 @@ def measure_model(name, method_names, diagnosed, batch_size, imagenet_size, comp
       jitted[method, variant] = steps[variant]
       info[method, variant] = compile_step(steps[variant], states[method], batches[variant])
       say(f'{name}/{method} ({variant}): compiled in {info[method, variant]["compile_s"]:.1f} s')
-  seconds = time_interleaved(jitted, states, batches,
-                             name=name, **timing)
+  seconds = time_interleaved(jitted, states, batches, name=name, **timing)
   bp_t, bp_flops = seconds['bp', 'plain'], info['bp', 'plain']['flops']
   rows = []
   for method in method_names:

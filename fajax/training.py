@@ -500,14 +500,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | None) -
         shard_index=jax.process_index(), shard_count=jax.process_count(),
     )
     eval_every = steps_per_epoch * config.eval_every_epochs
+    # Steps after which something is logged, evaluated or saved: "stops".
+    stop_intervals = [config.log_every_steps, eval_every, total_steps] + (
+        [config.checkpoint_every_steps] if checkpoints else [])
     pending = []  # per call: its steps' loss, error and health, stacked
     interval_start, interval_step = time.perf_counter(), step
     eval_metrics = {}
     while step < total_steps:
-      # The next step that logs, evaluates or saves; the calls in between may run stacked.
-      stop = min((step // every + 1) * every for every in (
-          config.log_every_steps, eval_every,
-          config.checkpoint_every_steps if checkpoints else total_steps, total_steps))
+      # The next stop; the calls before it may run stacked.
+      stop = min((step // every + 1) * every for every in stop_intervals)
       log_due = stop % config.log_every_steps == 0 or stop == total_steps
       # The last step of each logging interval also measures the layers' alignment.
       diagnose_at_stop = log_due and config.diagnostics

@@ -4,8 +4,8 @@ import jax
 from flax import nnx
 
 from fajax.direct import DirectFeedback
-from fajax.models.common import max_pool
 from fajax.layers import FeedbackConv, FeedbackDense, default_kernel_init
+from fajax.models.common import max_pool
 
 
 class LeNet5(nnx.Module):
