@@ -13,6 +13,7 @@ and for every hidden layer (named as the model's `path.activate` calls name it):
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 
 def angle_deg(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -40,6 +41,18 @@ def signal_alignment(rule_grads: dict, bp_grads: dict, rule_deltas: dict, bp_del
   return metrics
 
 
+def all_finite(x: jax.Array) -> jax.Array:
+  """Whether no entry of `x` is NaN or ±Inf.
+
+  A sum is finite when every entry is, and XLA fuses it into the pass that produces x (on
+  ResNet-18 the step's checks cost ≈ 1 ms this way, ≈ 10 ms as `jnp.all(jnp.isfinite(x))`).
+  Only a non-finite sum, which finite entries can also reach by overflow, pays for the exact
+  check.
+  """
+  return lax.cond(jnp.isfinite(jnp.sum(x)), lambda: jnp.array(True),
+                  lambda: jnp.all(jnp.isfinite(x)))
+
+
 def health_checks(hidden_layers, layers) -> list[str]:
   """What `first_nonfinite` checks, in order: the forward pass layer by layer, the loss, then
   each layer's dW, W and B."""
@@ -57,5 +70,5 @@ def first_nonfinite(forward_finite: list, loss, grads: dict, kernels: dict,
   """
   tensors = [loss] + [grads[l] for l in feedback] + [kernels[l] for l in feedback] + list(
       feedback.values())
-  finite = jnp.stack([*forward_finite, *(jnp.all(jnp.isfinite(t)) for t in tensors)])
+  finite = jnp.stack([*forward_finite, *(all_finite(t) for t in tensors)])
   return jnp.where(jnp.all(finite), -1, jnp.argmin(finite))

@@ -34,6 +34,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from fajax import diagnostics
+
 MODES = ('adjacent', 'output', 'all')
 ADJACENT = 'adjacent'  # the ordinary path: the layer above's cotangent, through its own B
 OUTPUT = 'output'
@@ -146,7 +148,7 @@ class Path:
     if self.probes is not None:
       a = a + self.probes[layer]
     if self.finite_checks is not None:
-      self.finite_checks.append(jnp.all(jnp.isfinite(a)))
+      self.finite_checks.append(diagnostics.all_finite(a))
     if not self.direct.active:
       return act(a)
     sources = self.direct.sources[layer]
@@ -160,7 +162,7 @@ class Path:
 
   def finish(self, logits: jax.Array) -> jax.Array:
     if self.finite_checks is not None:
-      self.finite_checks.append(jnp.all(jnp.isfinite(logits)))
+      self.finite_checks.append(diagnostics.all_finite(logits))
     if OUTPUT in self.carrier:
       return logits + self.carrier[OUTPUT]
     return logits

@@ -91,3 +91,17 @@ def test_health_names_the_first_nonfinite_value_in_forward_then_backward_order()
       'the output of fc1')
   assert checks[code([finite, finite, finite], grad=bad)] == 'the gradient of fc2'
   assert checks[code([finite, finite, finite], b=bad)] == 'the feedback weights of fc2'
+
+
+@pytest.mark.parametrize('dtype', ['float32', 'bfloat16'])
+def test_all_finite_flags_exactly_nan_and_inf(dtype):
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
+  from fajax import diagnostics  # pylint: disable=g-import-not-at-top
+
+  huge = float(jnp.finfo(dtype).max)
+  check = jax.jit(diagnostics.all_finite)
+  assert bool(check(jnp.full((1000, 3), huge, dtype)))  # a sum of these would overflow
+  for bad in (jnp.nan, jnp.inf, -jnp.inf):
+    x = jnp.zeros((1000, 3), dtype).at[517, 2].set(bad)
+    assert not bool(check(x)) and not bool(diagnostics.all_finite(x))
