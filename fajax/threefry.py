@@ -1,10 +1,10 @@
 """Per-step random draws: JAX's own Threefry stream, lowered so that XLA fuses it on CPU.
 
 JAX lowers its Threefry-2x32 hash on CPU as a loop over the five four-round blocks, which
-writes every intermediate array to memory: 11.7 M draws cost ≈ 125 ms on the 2-core CPU, more
-than the ResNet-18 step they feed. The same hash written as plain element-wise operations fuses
-into one pass (≈ 18 ms). `normal` reproduces `jax.random.normal` bit for bit (a test holds it
-to that), so BP + Noise, brSF and weight mirror draw the very numbers they drew before.
+writes every intermediate array to memory: 11.7 M draws cost ≈ 125 ms on the 2-core CPU, about
+what the ResNet-18 step they feed costs. The same hash written as plain element-wise operations
+fuses into one pass (≈ 18 ms). `normal` reproduces `jax.random.normal` bit for bit (a test
+holds it to that), so BP + Noise, brSF and weight mirror draw the very numbers they drew before.
 
 The stream is JAX's partitionable one (the default since JAX 0.5): element i of the result is
 Threefry-2x32(key, (0, i)) with its two output words XOR-ed, i the row-major flat index.
@@ -54,6 +54,9 @@ def _flat_index(shape: tuple[int, ...]) -> jax.Array:
 def random_bits(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
   """32 random bits per element: `jax.random.bits(key, shape, jnp.uint32)`, fused."""
   shape = tuple(shape)
+  impl = str(jax.random.key_impl(key))
+  if impl != 'threefry2x32':
+    raise ValueError(f'fajax.threefry draws from threefry2x32 keys, not {impl}.')
   if math.prod(shape) >= 2**32:
     raise ValueError(f'cannot draw {math.prod(shape)} values at once: at most 2**32 - 1.')
   counter = _flat_index(shape)

@@ -47,3 +47,8 @@ def test_other_prng_implementations_are_drawn_by_jax():
 def test_too_many_values_at_once_is_refused():
   with pytest.raises(ValueError, match='at most 2\\*\\*32'):
     jax.eval_shape(lambda key: threefry.random_bits(key, (2**16, 2**16)), jax.random.key(0))
+
+
+def test_bits_of_other_prng_implementations_are_refused():
+  with pytest.raises(ValueError, match='threefry2x32 keys, not rbg'):
+    threefry.random_bits(jax.random.key(0, impl='rbg'), (4,))
