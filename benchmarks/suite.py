@@ -19,8 +19,8 @@ Each model runs on random uint8 batches of its dataset's shape, with its column'
   given per model (the process's peak up to the end of that model's timing).
 - FLOPs per step as XLA counts them, the FLOP/s achieved, and that as a share of this machine's
   matmul peak, measured first (jitted n×n matmuls in the compute dtype, 2n³ FLOPs, best over
-  `--matmul_sizes`); MFU (model FLOP utilization): BP's FLOPs per step, the model's training work whatever the rule,
-  over this method's step time, as a share of the same peak.
+  `--matmul_sizes`); MFU (model FLOP utilization): BP's FLOPs per step, the model's training
+  work whatever the rule, over this method's step time, as a share of the same peak.
 - for BP and `--diagnose_methods`, the step that also measures the alignment diagnostics, and
   their cost at the config's logging frequency: (t_diagnose − t) / (log_every_steps · t).
 - where the config runs several steps per call (`steps_per_call`, LeNet-5's MNIST config), the
