@@ -201,3 +201,21 @@ def test_bfloat16_compute_runs_every_product_in_bfloat16_and_keeps_the_state_flo
     losses[dtype] = float(metrics['train/loss'])
   assert losses['bfloat16'] == pytest.approx(losses['float32'], rel=2e-2)
   assert losses['bfloat16'] != losses['float32']
+
+
+@pytest.mark.parametrize('method', ['bp', 'fa_usf_sn'])
+def test_donated_feedback_is_rewritten_in_place_not_copied(method):
+  # XLA on CPU copied every B in and out of the step unless the new B depends on the backward
+  # pass (training._after): two extra passes over the feedback weights per step.
+  config = mnist.get_config(method)
+  optimizer, _ = training.create_optimizer(config, total_steps=100)
+  rule = methods.build(config, optimizer)
+  model, state = training.create_train_state(config, mnist_data.SPEC, optimizer, rule)
+  step = training.jit_train_step(model, optimizer, rule)
+  images, labels = next(_batches(1))
+  text = step.lower(state, images, labels).compile().as_text()
+  entry = text[text.index('\nENTRY'):]
+  feedback = set(re.findall(r'%(state_feedback\S*) = \S+ parameter\(\d+\)', entry))
+  assert len(feedback) >= 4  # every B but the first layer's (no gradient flows past it)
+  copied = set(re.findall(r'copy\(%(\S+?)\)', entry))
+  assert not feedback & copied
