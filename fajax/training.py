@@ -238,7 +238,7 @@ def _after(new_tree: Any, old_tree: Any, dependencies: Any) -> Any:
   """
   probe = sum(leaf.ravel()[0].astype(jnp.float32) for leaf in jax.tree.leaves(dependencies))
   never = (probe != probe) & (probe == probe)
-  order = lambda new, old: new if new is old else jnp.where(never, jnp.zeros_like(new), new)
+  order = lambda new, old: new if new is old else jnp.where(never, 0, new)
   return jax.tree.map(order, new_tree, old_tree)
 
 

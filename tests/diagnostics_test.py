@@ -3,9 +3,11 @@
 import functools
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from fajax import diagnostics
 from fajax import methods
 from fajax import training
 from fajax.configs import mnist
@@ -76,10 +78,6 @@ def test_diagnosing_does_not_change_the_step():
 
 
 def test_health_names_the_first_nonfinite_value_in_forward_then_backward_order():
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-
-  from fajax import diagnostics  # pylint: disable=g-import-not-at-top
-
   ok, bad = jnp.ones((2, 2)), jnp.array([[1.0, jnp.nan], [0.0, 1.0]])
   checks = diagnostics.health_checks(['conv1', 'fc1'], ['conv1', 'fc2'])
   finite, overflowed = jnp.array(True), jnp.array(False)
@@ -95,10 +93,6 @@ def test_health_names_the_first_nonfinite_value_in_forward_then_backward_order()
 
 @pytest.mark.parametrize('dtype', ['float32', 'bfloat16'])
 def test_all_finite_flags_exactly_nan_and_inf(dtype):
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-
-  from fajax import diagnostics  # pylint: disable=g-import-not-at-top
-
   huge = float(jnp.finfo(dtype).max)
   check = jax.jit(diagnostics.all_finite)
   assert bool(check(jnp.full((1000, 3), huge, dtype)))  # a sum of these would overflow
