@@ -8,8 +8,8 @@ Each model runs on random uint8 batches of its dataset's shape, with its column'
 (lenet5: MNIST; cifar_convnet: CIFAR-10 1; resnet20: CIFAR-10 2; alexnet / resnet18: ImageNet
 1 / 2, at `--imagenet_size`: 64 on CPU, 224 on an accelerator). For each method it measures:
 
-- step time: the step the trainer runs (`training.jit_train_step`: forward, backward, optimizer
-  update, constraint and rule update, state donated), warmed up, then timed one step at a time
+- step time: the step the trainer runs (`fajax.build`'s `train_step`: forward, backward,
+  optimizer update, constraint and rule update, state donated), warmed up, then timed one step at a time
   up to `jax.block_until_ready` on its outputs; the median. The methods of a model are timed in
   interleaved rounds so that drift in the machine's speed is shared; BP is always among them,
   the reference of "× BP". Images/s is the batch over the step time.
@@ -50,10 +50,11 @@ from absl import app
 from absl import flags
 from absl import logging
 
+import fajax
 from fajax import datasets
+from fajax import experiment
 from fajax import host_memory
 from fajax import methods
-from fajax import training
 from fajax.configs import cifar10_1
 from fajax.configs import cifar10_2
 from fajax.configs import imagenet as imagenet_configs
@@ -71,7 +72,8 @@ CONFIGS = {  # model → its column's config, a function of the method
     'alexnet': functools.partial(imagenet_configs.get_config, 'imagenet1'),
     'resnet18': functools.partial(imagenet_configs.get_config, 'imagenet2'),
 }
-# Batch sizes on CPU (lenet5: the SPEC's PyTorch comparison point); elsewhere the config's.
+# Batch sizes on CPU (lenet5: 128, the batch of the PyTorch reference figures in BUILD_NOTES.md,
+# "Speed"); elsewhere the config's.
 CPU_BATCH_SIZES = {'lenet5': 128, 'cifar_convnet': 32, 'resnet20': 32, 'alexnet': 16,
                    'resnet18': 16}
 PIPELINE_BATCH = 128
@@ -85,7 +87,7 @@ _WARMUP = flags.DEFINE_integer('warmup', 5, 'Untimed steps per method before the
 _BATCH_SIZES = flags.DEFINE_list('batch_sizes', '', 'Overrides, as model=N,model=N.')
 _IMAGENET_SIZE = flags.DEFINE_integer('imagenet_size', 0,
                                       'Image side of ImageNet models; 0: 64 on CPU, else 224.')
-_COMPUTE_DTYPE = flags.DEFINE_enum('compute_dtype', None, training.COMPUTE_DTYPES,
+_COMPUTE_DTYPE = flags.DEFINE_enum('compute_dtype', None, experiment.COMPUTE_DTYPES,
                                    'config.compute_dtype; default float32 on CPU, else bfloat16.')
 _DIAGNOSE_METHODS = flags.DEFINE_list(
     'diagnose_methods', 'fa_usf_sn', 'Methods (of --methods, besides BP) whose diagnostics '
@@ -148,29 +150,17 @@ def dataset_shapes(config, imagenet_size: int) -> tuple[datasets.Spec, tuple[int
   return datasets.Spec(imagenet.NUM_CLASSES, shape, imagenet.preprocess), shape
 
 
-def random_batch(spec, raw_shape, batch_size: int) -> tuple[jax.Array, jax.Array]:
-  rng = np.random.default_rng(0)
-  images = rng.integers(0, 256, (batch_size, *raw_shape), dtype=np.uint8)
-  labels = rng.integers(0, spec.num_classes, batch_size).astype(np.int32)
-  return jax.device_put(images), jax.device_put(labels)
-
-
-def build(config, spec):
+def build(config, data):
   """The initial state of `config`'s model and method, and its jitted steps by variant.
 
-  Variants: 'plain', 'diagnose' and, where the config runs several steps per call, 'stacked'.
-  The steps are jitted as the trainer jits them. Raises ConfigError for a config that cannot run.
+  Variants: 'plain', 'diagnose' and, where the config runs several steps per call, 'stacked':
+  `fajax.build`'s, as the trainer runs them. Raises ConfigError for a config that cannot run.
   """
-  optimizer, _ = training.create_optimizer(config, total_steps=10_000)
-  method = methods.build(config, optimizer)
-  model, state = training.create_train_state(config, spec, optimizer, method)
-  steps = {
-      'plain': training.jit_train_step(model, optimizer, method),
-      'diagnose': training.jit_train_step(model, optimizer, method, diagnose=True),
-  }
+  built = fajax.build(config, data=data)
+  steps = {'plain': built.train_step, 'diagnose': built.diagnose_step}
   if config.steps_per_call > 1:
-    steps['stacked'] = training.jit_train_step(model, optimizer, method, stacked=True)
-  return state, steps
+    steps['stacked'] = built.train_steps
+  return built.state, steps
 
 
 def compile_step(step, state, batch) -> dict:
@@ -231,18 +221,20 @@ def measure_model(name, method_names, diagnosed, batch_size, imagenet_size, comp
   """
   base = CONFIGS[name]('bp')
   spec, raw_shape = dataset_shapes(base, imagenet_size)
-  batch = random_batch(spec, raw_shape, batch_size)
+  data = datasets.InMemoryDataset.random(spec, raw_shape, batch_size, batch_size)
+  batch = jax.device_put(data.train_images), jax.device_put(data.train_labels)
   batches = {'plain': batch, 'diagnose': batch}
   if base.steps_per_call > 1:
     batches['stacked'] = tuple(jnp.stack([x] * base.steps_per_call) for x in batch)
   states, jitted, info, skipped = {}, {}, {}, {}
   for method in method_names:
     config = CONFIGS[name](method)
-    config.compute_dtype = compute_dtype
+    config.update(compute_dtype=compute_dtype, batch_size=batch_size, eval_batch_size=batch_size,
+                  num_train_steps=10_000)
     if budget_mb is not None:
       config.direct_feedback_memory_budget_mb = budget_mb
     try:
-      states[method], steps = build(config, spec)
+      states[method], steps = build(config, data)
     except ConfigError as e:
       skipped[method] = str(e)
       say(f'{name}/{method}: skipped: {e}')

@@ -1,24 +1,28 @@
-"""fajax: feedback-alignment research on deep convolutional networks, in JAX and Flax NNX."""
+"""fajax: feedback-alignment research on deep convolutional networks, in JAX and Flax NNX.
 
-import ml_collections
+    experiment = fajax.build(config, model=None, data=None)   # everything training needs
+    metrics = fajax.train(config, workdir=None, model=None, data=None)   # build + the loop
+"""
+
+import importlib
 
 from fajax import rules
+from fajax.direct import DirectFeedback
 from fajax.kernel import conv, dense, feedback_op
 from fajax.layers import Feedback, FeedbackConv, FeedbackDense
 
+# Loaded on first use: the trainer pulls in the data pipelines, Orbax and TensorBoard, which
+# `import fajax` for the layers and rules does not need.
+_LAZY = {'build': 'fajax.experiment', 'Experiment': 'fajax.experiment', 'train': 'fajax.loop'}
 
-def train(config: ml_collections.ConfigDict, workdir: str | None = None) -> dict:
-  """Trains and evaluates `config`; returns the final metrics (with 'eval/top1_error').
 
-  With a workdir, writes config.json, metrics.jsonl and checkpoints there and resumes from the
-  latest checkpoint; without one, writes nothing.
-  """
-  from fajax import training  # pylint: disable=g-import-not-at-top
-
-  return training.train_and_evaluate(config, workdir)
+def __getattr__(name):
+  if name in _LAZY:
+    return getattr(importlib.import_module(_LAZY[name]), name)
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 
 __all__ = [
-    'Feedback', 'FeedbackConv', 'FeedbackDense', 'conv', 'dense', 'feedback_op', 'rules',
-    'train',
+    'DirectFeedback', 'Experiment', 'Feedback', 'FeedbackConv', 'FeedbackDense', 'build', 'conv', 'dense',
+    'feedback_op', 'rules', 'train',
 ]

@@ -16,8 +16,8 @@ import time
 from absl import flags
 
 from fajax import cli
+from fajax import loop
 from fajax import paper
-from fajax import training
 from fajax.errors import ConfigError
 
 EXPERIMENTS = pathlib.Path(__file__).resolve().parent.parent / 'experiments'
@@ -83,7 +83,7 @@ def run_column(column, workdir, num_epochs=None, num_train_steps=None, methods=N
     run_dir = os.path.join(workdir, method)
     print(f'=== {column} / {method} ===', flush=True)
     start = time.perf_counter()
-    metrics = training.train_and_evaluate(config, run_dir)
+    metrics = loop.train(config, run_dir)
     wall_s = time.perf_counter() - start
     if method in results and results[method]['step'] == metrics['step']:
       wall_s = results[method]['wall_s']  # already finished before: keep its training time

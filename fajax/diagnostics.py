@@ -1,4 +1,4 @@
-"""Per-layer alignment diagnostics (SPEC §5), computed on the device inside the train step.
+"""Per-layer alignment diagnostics, computed on the device inside the train step.
 
 For every feedback layer:
 - `align/<layer>/angle_wb_deg`: angle between W and B (flattened); for B = c·sign(W) it is

@@ -24,7 +24,6 @@ no layer's update depends on the layers above it, only on e.
 """
 
 import contextlib
-import contextvars
 import math
 import zlib
 from collections.abc import Callable, Sequence
@@ -35,18 +34,10 @@ import numpy as np
 from flax import nnx
 
 from fajax import diagnostics
+from fajax.errors import ConfigError
 
-MODES = ('adjacent', 'output', 'all')
 ADJACENT = 'adjacent'  # the ordinary path: the layer above's cotangent, through its own B
 OUTPUT = 'output'
-# While set, every Path appends (layer, pre-activation shape) of each `activate` call to it.
-_SHAPE_RECORD = contextvars.ContextVar('shape_record', default=None)
-# While set (layer → zeros of the pre-activation's shape), `activate` adds each probe to its
-# pre-activation: the gradient with respect to a probe is the backward signal δ at that layer.
-_PROBES = contextvars.ContextVar('probes', default=None)
-# While set, `activate` and `finish` append whether each pre-activation (and the logits) is
-# finite, in forward order: where a diverging run first overflowed.
-_FINITE_CHECKS = contextvars.ContextVar('finite_checks', default=None)
 
 
 class ErrorFeedback(nnx.Variable):
@@ -54,7 +45,7 @@ class ErrorFeedback(nnx.Variable):
 
 
 def layer_sources(mode: str, layers: Sequence[str]) -> dict[str, tuple[str, ...]]:
-  """Where each hidden layer's error signal comes from, for a mode of `MODES`.
+  """Where each hidden layer's error signal comes from, for a mode 'adjacent', 'output' or 'all'.
 
   'adjacent' is ordinary (feedback-alignment) backprop, 'output' DFA, 'all' DenseFA. The layer
   just below the output takes the output's error through the output layer's own B in every
@@ -133,9 +124,9 @@ class Path:
 
   def __init__(self, direct: 'DirectFeedback', batch_size: int):
     self.direct = direct
-    self.record = _SHAPE_RECORD.get()
-    self.probes = _PROBES.get()
-    self.finite_checks = _FINITE_CHECKS.get()
+    self.record = direct.shape_record
+    self.probes = direct.probes
+    self.finite_checks = direct.finite_checks
     # In the matrices' dtype: the compute dtype, so that adding the carrier promotes nothing.
     dtype = next((m[...].dtype for m in direct.matrices.values()), jnp.float32)
     self.carrier = {
@@ -174,8 +165,11 @@ class DirectFeedback(nnx.Module):
   `sources` maps each hidden layer (in forward order) to where its signal comes from (see
   `layer_sources`); left empty, every layer takes the ordinary path and nothing is allocated.
   Each matrix B_{l,k} is fixed, N(0, 1/size_l) with size_l the number of units of layer l
-  (SPEC §2: scale 1/√size), drawn from a key that depends only on its name, so the same matrix
-  appears in every mode that uses it.
+  (entries of scale 1/√size_l, so B·e keeps the scale of e), drawn from a key that depends only
+  on its name, so the same matrix appears in every mode that uses it.
+
+  `shape_record`, `probes` and `finite_checks` are what `instrumented` hands the forward pass
+  (see there); they are None outside it.
   """
 
   def __init__(
@@ -200,34 +194,98 @@ class DirectFeedback(nnx.Module):
         )
         for name, (source_size, layer_size) in plan.items()
     })
+    self.shape_record = None
+    self.probes = None
+    self.finite_checks = None
 
   def path(self, batch_size: int) -> Path:
     return Path(self, batch_size)
 
 
-def activation_shapes(model: nnx.Module, input_shape: Sequence[int]) -> list:
-  """(layer, pre-activation shape) of every `activate` call of the model, in forward order."""
-  record = []
-  token = _SHAPE_RECORD.set(record)
-  graphdef, state = nnx.split(model)
-  try:
-    # A fresh function each call: eval_shape caches traces by function, and a cached trace
-    # would not run the model's Python code that records the shapes. The model runs as a copy
-    # (merge inside the trace), so batch statistics may update without touching the original.
-    jax.eval_shape(lambda s, x: nnx.merge(graphdef, s)(x), state,
-                   jax.ShapeDtypeStruct((1, *input_shape), jnp.float32))
-  finally:
-    _SHAPE_RECORD.reset(token)
-  return record
+def _locate(network: nnx.Module) -> tuple[tuple, 'DirectFeedback'] | None:
+  """(path, module) of the network's one DirectFeedback module, if it has one."""
+  found = [(path, module) for path, module in nnx.iter_modules(network)
+           if isinstance(module, DirectFeedback)]
+  if len(found) > 1:
+    paths = ', '.join('/'.join(map(str, path)) for path, _ in found)
+    raise ConfigError(f'the model has {len(found)} DirectFeedback modules ({paths}); give it one, '
+                      'shared by every path.activate call')
+  return found[0] if found else None
 
 
 @contextlib.contextmanager
-def probing(probes: dict | None, finite_checks: list | None = None):
-  """Within, the model adds `probes[layer]` to each hidden pre-activation and appends to
-  `finite_checks` whether each pre-activation and the logits are finite (see `Path`)."""
-  tokens = [_PROBES.set(probes), _FINITE_CHECKS.set(finite_checks)]
+def instrumented(network: nnx.Module, *, shape_record: list | None = None,
+                 probes: dict | None = None, finite_checks: list | None = None):
+  """Within, the network's forward passes report to what is given (a no-op without taps):
+
+  - `shape_record`: each `activate` appends (layer, pre-activation shape);
+  - `probes` (layer → zeros of the pre-activation's shape): each `activate` adds its probe to
+    the pre-activation, so the gradient with respect to a probe is the backward signal δ there;
+  - `finite_checks`: `activate` and `finish` append whether each pre-activation and the logits
+    are finite, in forward order: where a diverging run first overflowed.
+
+  They are set on the network's DirectFeedback for the duration only: outside, the module holds
+  no arrays but its matrices, and splits as before.
+  """
+  located = _locate(network)
+  if located is None:
+    yield
+    return
+  taps = located[1]
+  taps.shape_record, taps.probes, taps.finite_checks = shape_record, probes, finite_checks
   try:
     yield
   finally:
-    _FINITE_CHECKS.reset(tokens[1])
-    _PROBES.reset(tokens[0])
+    taps.shape_record, taps.probes, taps.finite_checks = None, None, None
+
+
+def activation_shapes(network: nnx.Module, input_shape: Sequence[int]) -> list:
+  """(layer, pre-activation shape) of every `activate` call of the network, in forward order."""
+  graphdef, state = nnx.split(network)
+
+  def forward(state, x):
+    # The network runs as a copy (merged inside the trace), so batch statistics may update
+    # without touching the original.
+    copy = nnx.merge(graphdef, state)
+    with instrumented(copy, shape_record=record):
+      copy(x)
+
+  record = []
+  jax.eval_shape(forward, state, jax.ShapeDtypeStruct((1, *input_shape), jnp.float32))
+  return record
+
+
+def wire(network: nnx.Module, mode: str, input_shape: Sequence[int], num_outputs: int,
+         rngs: nnx.Rngs, memory_budget_mb: float = float('inf'), name: str = 'the model'):
+  """Gives the network the matrices and wiring of `mode` ('output': DFA, 'all': DenseFA).
+
+  Its DirectFeedback module is replaced in place. Raises ConfigError, before allocating, when
+  the network has no taps or the matrices would need more than `memory_budget_mb`.
+  """
+  if mode == ADJACENT:
+    return network
+  located = _locate(network)
+  if located is None:
+    raise ConfigError(
+        f'{name} has no DirectFeedback taps, so {mode!r} feedback has nowhere to deliver the '
+        'error; mark each hidden nonlinearity with path.activate (fajax.direct)')
+  shapes = activation_shapes(network, input_shape)
+  sources = layer_sources(mode, [layer for layer, _ in shapes])
+  plan = plan_matrices(sources, shapes, num_outputs)
+  needed_mb = memory_bytes(plan) / 2**20
+  if needed_mb > memory_budget_mb:
+    raise ConfigError(
+        f'the {mode!r} feedback matrices of {name} need {needed_mb:,.1f} MB, over '
+        f'direct_feedback_memory_budget_mb={memory_budget_mb:,.1f}; raise the budget '
+        'if the machine has the memory, or use a smaller model'
+    )
+  path, _ = located
+  parent = network
+  for key in path[:-1]:
+    parent = parent[key] if isinstance(key, int) else getattr(parent, key)
+  replacement = DirectFeedback(sources, shapes, num_outputs, rngs=rngs)
+  if isinstance(path[-1], int):
+    parent[path[-1]] = replacement
+  else:
+    setattr(parent, path[-1], replacement)
+  return network

@@ -14,8 +14,8 @@ from absl import flags
 from ml_collections import config_flags
 
 from fajax import cli
+from fajax import loop
 from fajax import sharding
-from fajax import training
 from fajax.errors import ConfigError
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -46,7 +46,7 @@ def load_config():
 def train_from_flags():
   config = load_config()
   sharding.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-  metrics = training.train_and_evaluate(config, _WORKDIR.value)
+  metrics = loop.train(config, _WORKDIR.value)
   if jax.process_index() == 0:
     print(
       f"Done at step {metrics['step']}: test error {metrics['eval/top1_error']:.2f}%, "

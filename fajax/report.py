@@ -1,4 +1,7 @@
-"""The results table of measured runs next to the paper's (SPEC §1).
+"""The results table of measured runs next to the paper's.
+
+The paper is Moskovitz, Litwin-Kumar & Abbott 2018 (arXiv 1812.06488); its numbers are in
+`fajax/paper.py`.
 
     python -m fajax.report WORKDIR [WORKDIR ...] --out DIR
 

@@ -1,17 +1,13 @@
 """Forward-weight constraints: E/I and Const., alone and through real training steps."""
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from fajax import constraints
-from fajax import methods
-from fajax import training
-from fajax.configs import mnist
-from fajax.datasets import mnist as mnist_data
+from fajax.train_state import layer_kernels
+from tests.fixtures import mnist_experiment
 
 
 def _weights():
@@ -43,18 +39,13 @@ def test_fixed_norm_restores_the_initial_norm():
 
 
 def _train(method, num_steps, **overrides):
-  config = mnist.get_config(method)
-  config.update(overrides)
-  optimizer, _ = training.create_optimizer(config, total_steps=num_steps)
-  built = methods.build(config, optimizer)
-  model, state = training.create_train_state(config, mnist_data.SPEC, optimizer, built)
-  step = jax.jit(functools.partial(training.train_step, model=model, optimizer=optimizer,
-                                   method=built))
+  experiment = mnist_experiment(method, num_train_steps=num_steps, **overrides)
   rng = np.random.default_rng(0)
-  states = [state]
+  state = experiment.state
+  states = [jax.device_get(state)]
   for _ in range(num_steps):
     images = rng.integers(0, 256, (16, 28, 28, 1), dtype=np.uint8)
-    state, _ = step(state, images, rng.integers(0, 10, 16).astype(np.int32))
+    state, _ = experiment.train_step(state, images, rng.integers(0, 10, 16).astype(np.int32))
     states.append(jax.device_get(state))
   return states
 
@@ -62,12 +53,12 @@ def _train(method, num_steps, **overrides):
 def test_ei_no_weight_changes_sign_over_100_steps_while_biases_move():
   states = _train('fa_usf_init_ei', 100, learning_rate=0.01)
   first, last = states[0], states[-1]
-  w0 = training.layer_kernels(first.params, first.feedback)
+  w0 = layer_kernels(first.params, first.feedback)
   for state in states:
-    for layer, w in training.layer_kernels(state.params, state.feedback).items():
+    for layer, w in layer_kernels(state.params, state.feedback).items():
       assert np.all(np.sign(w) == np.where(w0[layer] < 0, -1, 1)), f'{layer} changed sign'
   floored = sum(int(np.sum(np.abs(w) <= 2 * constraints.SIGN_FLOOR))
-                for w in training.layer_kernels(last.params, last.feedback).values())
+                for w in layer_kernels(last.params, last.feedback).values())
   assert floored > 0  # the constraint was active: some weights were pushed to the floor
   biases_moved = [not np.allclose(last.params[l]['bias'], first.params[l]['bias'])
                   for l in last.params]
@@ -78,12 +69,12 @@ def test_ei_no_weight_changes_sign_over_100_steps_while_biases_move():
 def test_const_every_layer_keeps_its_initial_norm_after_every_step(method):
   states = _train(method, 20, learning_rate=0.01)
   initial = {layer: np.linalg.norm(w) for layer, w in
-             training.layer_kernels(states[0].params, states[0].feedback).items()}
+             layer_kernels(states[0].params, states[0].feedback).items()}
   for state in states[1:]:
-    for layer, w in training.layer_kernels(state.params, state.feedback).items():
+    for layer, w in layer_kernels(state.params, state.feedback).items():
       assert np.linalg.norm(w) == pytest.approx(initial[layer], rel=1e-5)
-  w_first = training.layer_kernels(states[0].params, states[0].feedback)
-  w_last = training.layer_kernels(states[-1].params, states[-1].feedback)
+  w_first = layer_kernels(states[0].params, states[0].feedback)
+  w_last = layer_kernels(states[-1].params, states[-1].feedback)
   assert not np.allclose(w_first['conv1'], w_last['conv1'])  # the direction moved
 
 

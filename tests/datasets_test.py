@@ -124,3 +124,12 @@ def test_reading_tfds_data_never_imports_tensorflow(monkeypatch):
     next(iter(data.train_batches(4, 0, 0, 1)))
     next(iter(data.eval_batches(4)))
   assert 'tensorflow' not in sys.modules
+
+
+def test_epoch_batches_deterministic_per_seed_and_epoch():
+  a = datasets.epoch_batches(1000, 32, seed=0, epoch=3)
+  np.testing.assert_array_equal(a, datasets.epoch_batches(1000, 32, seed=0, epoch=3))
+  assert not np.array_equal(a, datasets.epoch_batches(1000, 32, seed=1, epoch=3))
+  assert not np.array_equal(a, datasets.epoch_batches(1000, 32, seed=0, epoch=4))
+  assert a.shape == (31, 32)
+  assert len(np.unique(a)) == a.size

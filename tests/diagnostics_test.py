@@ -1,33 +1,28 @@
 """Alignment diagnostics on known cases, through the real train step."""
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from fajax import diagnostics
-from fajax import methods
-from fajax import training
-from fajax.configs import mnist
-from fajax.datasets import mnist as mnist_data
+from fajax.train_state import layer_kernels
+from tests.fixtures import mnist_experiment
 
 
 def _diagnosed_step(method_name, num_steps=1):
-  config = mnist.get_config(method_name)
-  optimizer, _ = training.create_optimizer(config, total_steps=100)
-  method = methods.build(config, optimizer)
-  model, state = training.create_train_state(config, mnist_data.SPEC, optimizer, method)
-  step = functools.partial(training.train_step, model=model, optimizer=optimizer, method=method)
+  """(state before, state after, metrics) of a diagnosed step after `num_steps` - 1 plain ones,
+  and the experiment with its batch."""
+  experiment = mnist_experiment(method_name, num_train_steps=100)
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (16, 28, 28, 1), dtype=np.uint8)
   labels = rng.integers(0, 10, 16).astype(np.int32)
+  state = experiment.state
   for _ in range(num_steps - 1):
-    state, _ = jax.jit(step)(state, images, labels)
-  before = state
-  after, metrics = jax.jit(functools.partial(step, diagnose=True))(state, images, labels)
-  return before, after, jax.device_get(metrics), (step, images, labels)
+    state, _ = experiment.train_step(state, images, labels)
+  before = jax.device_get(state)  # the step donates `state`
+  after, metrics = experiment.diagnose_step(state, images, labels)
+  return before, after, jax.device_get(metrics), (experiment, images, labels)
 
 
 LAYERS = ('conv1', 'conv2', 'conv3', 'fc1', 'fc2')
@@ -46,7 +41,7 @@ def test_bp_is_aligned_everywhere():
 
 def test_usf_sn_angle_is_the_sign_angle_and_ratio_one():
   before, _, metrics, _ = _diagnosed_step('fa_usf_sn', num_steps=3)
-  kernels = training.layer_kernels(before.params, before.feedback)
+  kernels = layer_kernels(before.params, before.feedback)
   for layer in LAYERS:
     w = np.asarray(kernels[layer], np.float64)
     expected = np.degrees(np.arccos(np.mean(np.abs(w)) / np.sqrt(np.mean(w**2))))
@@ -72,8 +67,8 @@ def test_dfa_measured_against_exact_backprop():
 
 
 def test_diagnosing_does_not_change_the_step():
-  before, after, _, (step, images, labels) = _diagnosed_step('fa_usf_init', num_steps=2)
-  plain, _ = jax.jit(step)(before, images, labels)
+  before, after, _, (experiment, images, labels) = _diagnosed_step('fa_usf_init', num_steps=2)
+  plain, _ = experiment.train_step(jax.device_put(before), images, labels)
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(plain), jax.device_get(after))
 
 

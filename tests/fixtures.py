@@ -1,10 +1,17 @@
-"""Small datasets written in the real on-disk formats."""
+"""Small datasets, in memory or written in the real on-disk formats, and built experiments."""
 
 import pickle
 
+import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
+import fajax
+from fajax import datasets
+from fajax.configs import common
+from fajax.configs import mnist
 from fajax.datasets import cifar10
+from fajax.datasets import mnist as mnist_data
 
 
 def write_cifar10(root, records_per_file=20, seed=0):
@@ -26,3 +33,49 @@ def write_cifar10(root, records_per_file=20, seed=0):
     with open(directory / name, 'wb') as f:
       pickle.dump(batch, f)
   return directory
+
+
+def random_mnist(num_train=256, num_test=64, seed=0):
+  """MNIST-shaped random data: 28×28×1 uint8, padded to 32×32 by the MNIST spec."""
+  return datasets.InMemoryDataset.random(
+      mnist_data.SPEC, (mnist_data.IMAGE_SIDE, mnist_data.IMAGE_SIDE, 1), num_train, num_test, seed)
+
+
+def mnist_experiment(method, data=None, **overrides):
+  """`fajax.build` of the MNIST column's config for `method` (fields overridden), on random
+  MNIST-shaped data unless `data` is given."""
+  config = mnist.get_config(method)
+  config.update(overrides)
+  return fajax.build(config, data=data or random_mnist())
+
+
+class TinyMLP(nnx.Module):
+  """A caller's model: flattened 8×8 images → `hidden` → 12 → 3 classes, from feedback layers,
+  with DFA taps on the two hidden layers."""
+
+  def __init__(self, hidden=16, *, rngs):
+    self.fc1 = fajax.FeedbackDense(64, hidden, rngs=rngs)
+    self.fc2 = fajax.FeedbackDense(hidden, 12, rngs=rngs)
+    self.fc3 = fajax.FeedbackDense(12, 3, rngs=rngs)
+    self.direct = fajax.DirectFeedback()
+
+  def __call__(self, x):
+    path = self.direct.path(x.shape[0])
+    h = path.activate('fc1', self.fc1(x.reshape(x.shape[0], -1)), nnx.relu)
+    h = path.activate('fc2', self.fc2(h), nnx.relu)
+    return path.finish(self.fc3(h))
+
+
+def tiny_data(num_train=64, num_test=20, seed=0):
+  """Random 8×8×1 uint8 images of 3 classes, scaled to [0, 1] by the spec."""
+  spec = datasets.Spec(3, (8, 8, 1), lambda images: images.astype(jnp.float32) / 255)
+  return datasets.InMemoryDataset.random(spec, (8, 8, 1), num_train, num_test, seed)
+
+
+def tiny_config(method='fa', **overrides):
+  """A config with no model or dataset of its own, for `TinyMLP` on `tiny_data`."""
+  config = common.get_config()
+  config.update({**dict(method=method, optimizer='sgd', learning_rate=0.05, batch_size=16,
+                        eval_batch_size=10, num_train_steps=8, log_every_steps=2,
+                        checkpoint_every_steps=4), **overrides})
+  return config

@@ -1,6 +1,5 @@
 """End to end: the CLI and `fajax.train` on a slice of the real MNIST."""
 
-import glob
 import json
 import os
 import pathlib
@@ -13,7 +12,6 @@ import pytest
 import fajax
 from fajax import column
 from fajax import paper
-from fajax import training
 from fajax.configs import mnist
 from fajax.errors import ConfigError
 
@@ -106,21 +104,6 @@ def test_train_returns_final_metrics_and_writes_nothing_without_workdir(
   assert metrics['step'] == 10
   assert 0 <= metrics['eval/top1_error'] <= 100 and metrics['eval/loss'] > 0
   assert os.listdir(tmp_path) == []
-
-
-@pytest.mark.parametrize('path', sorted(glob.glob(str(REPO / 'experiments' / '*.py'))),
-                         ids=os.path.basename)
-def test_every_experiment_config_loads_and_validates(path):
-  config = column.load_config(pathlib.Path(path))
-  training.validate_config(config)
-  assert os.path.basename(path) == f'{config.column}_{config.method}.py'
-
-
-def test_validate_config_names_the_bad_field():
-  config = mnist.get_config('bp')
-  config.batch_size = 0
-  with pytest.raises(ConfigError, match='batch_size must be positive'):
-    training.validate_config(config)
 
 
 def test_every_cell_of_the_paper_table_has_a_config():

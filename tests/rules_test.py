@@ -1,4 +1,4 @@
-"""Feedback rules against their definitions (SPEC §2)."""
+"""Feedback rules against their definitions (the docstrings of `fajax/rules.py`)."""
 
 import jax
 import jax.numpy as jnp

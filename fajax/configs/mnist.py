@@ -2,7 +2,7 @@
 
 Adam (decoupled weight decay 5e-4 on kernels), learning rate 1e-3 with cosine decay to 0,
 batch 32, 10 epochs; kernels (and FA's B) drawn from U(±1/√fan_in). The paper's protocol is not
-public (SPEC §2). This one is the same for every method, so the column compares rules, not
+available to us. This one is the same for every method, so the column compares rules, not
 tuning. It was chosen on one-epoch runs (BUILD_NOTES.md): SGD with momentum trained BP and uSF
 well but made DFA and DenseFA diverge, whose hidden-layer updates are ~10× BP's at the start;
 Adam's per-parameter step size removes that scale difference, and every method trains stably.

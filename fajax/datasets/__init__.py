@@ -6,7 +6,7 @@ from fajax.datasets import cifar10
 from fajax.datasets import imagenet
 from fajax.datasets import mnist
 from fajax.datasets.base import (
-    DATA_DIR_ENV, GrainDataset, InMemoryDataset, Spec, data_dir, epoch_batches
+    DATA_DIR_ENV, Dataset, GrainDataset, InMemoryDataset, Spec, data_dir, epoch_batches
 )
 
 LOADERS = {
@@ -22,6 +22,6 @@ def load(config: ml_collections.ConfigDict) -> InMemoryDataset | GrainDataset:
 
 
 __all__ = [
-    'DATA_DIR_ENV', 'GrainDataset', 'InMemoryDataset', 'LOADERS', 'Spec', 'data_dir',
+    'DATA_DIR_ENV', 'Dataset', 'GrainDataset', 'InMemoryDataset', 'LOADERS', 'Spec', 'data_dir',
     'epoch_batches', 'load',
 ]

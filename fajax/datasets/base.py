@@ -1,4 +1,4 @@
-"""The two kinds of dataset the trainer reads, behind one interface.
+"""What the trainer reads from a dataset (`Dataset`), and the two built-in kinds.
 
     data.num_train; data.spec: num_classes, input_shape, preprocess(raw batch) -> model input
     for images, labels in data.train_batches(batch_size, seed, start_step, num_steps): ...
@@ -14,9 +14,11 @@ uninterrupted one, and `shard_index/shard_count` give each process its own slice
 import dataclasses
 import os
 from collections.abc import Callable, Iterator
+from typing import Protocol
 
 import grain
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -46,17 +48,48 @@ def _padded_ranges(n: int, batch_size: int):
     yield np.minimum(idx, n - 1), (idx < n).astype(np.float32)
 
 
+def as_float32(images: jax.Array) -> jax.Array:
+  return images.astype(jnp.float32)
+
+
 @dataclasses.dataclass(frozen=True)
 class Spec:
   """What the model needs to know of a dataset.
 
-  `preprocess` runs inside the jitted step on raw batches (uint8), producing model inputs of
-  `input_shape` (per example): raw data stays small in memory and on the way to the device.
+  `preprocess` runs inside the jitted step on raw batches (MNIST's and CIFAR-10's are uint8),
+  producing model inputs of `input_shape` (per example): raw data stays small in memory and on
+  the way to the device. The default only casts to float32.
   """
 
   num_classes: int
   input_shape: tuple[int, ...]
-  preprocess: Callable[[jax.Array], jax.Array]
+  preprocess: Callable[[jax.Array], jax.Array] = as_float32
+
+
+class Dataset(Protocol):
+  """The protocol of `data=` in `fajax.build` / `fajax.train`; the built-in datasets follow it.
+
+  - `spec`: the number of classes, the shape of one model input, and `preprocess`.
+  - `num_train`: the number of training examples; an epoch is `num_train // batch_size` steps.
+  - `train_batches(...)`: (images, labels) for each step from `start_step` on, `num_steps` of
+    them, with labels int32 in [0, num_classes). Each process takes rows
+    `[shard_index·b/shard_count, (shard_index+1)·b/shard_count)` of every global batch b. For an
+    exact resume, the batch of step s must depend only on (seed, s).
+  - `eval_batches(batch_size)`: (images, labels, mask) covering the evaluation split once,
+    every batch `batch_size` rows, the last one padded; mask is 1 for real examples, 0 for
+    padding.
+  Arrays may be NumPy or JAX arrays.
+  """
+
+  spec: Spec
+
+  @property
+  def num_train(self) -> int: ...
+
+  def train_batches(self, batch_size: int, seed: int, start_step: int, num_steps: int,
+                    shard_index: int = 0, shard_count: int = 1) -> Iterator[tuple]: ...
+
+  def eval_batches(self, batch_size: int) -> Iterator[tuple]: ...
 
 
 @jax.jit
@@ -74,6 +107,15 @@ class InMemoryDataset:
   test_images: np.ndarray
   test_labels: np.ndarray
   spec: Spec
+
+  @classmethod
+  def random(cls, spec: Spec, raw_shape: tuple[int, ...], num_train: int, num_test: int,
+             seed: int = 0) -> 'InMemoryDataset':
+    """Uniform random uint8 images of `raw_shape` with random labels: for benchmarks and tests."""
+    rng = np.random.default_rng(seed)
+    split = lambda n: (rng.integers(0, 256, (n, *raw_shape), dtype=np.uint8),
+                       rng.integers(0, spec.num_classes, n).astype(np.int32))
+    return cls(*split(num_train), *split(num_test), spec)
 
   @property
   def num_train(self) -> int:

@@ -15,7 +15,6 @@ TRAIN_FILES = tuple(f'data_batch_{i}' for i in range(1, 6))
 TEST_FILE = 'test_batch'
 BATCHES_DIR = os.path.join('cifar10', 'cifar-10-batches-py')
 NUM_CLASSES = 10
-RECORDS_PER_FILE = 10000
 # Per-channel mean and standard deviation of the training images scaled to [0, 1].
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)

@@ -52,15 +52,5 @@ def create(
   check_input(name, input_shape)
   factory, _ = MODELS[name]
   model = factory(num_classes, kernel_init=KERNEL_INITIALIZERS[kernel_init], rngs=rngs)
-  if direct_mode != direct.ADJACENT:
-    shapes = direct.activation_shapes(model, input_shape)
-    sources = direct.layer_sources(direct_mode, [layer for layer, _ in shapes])
-    needed_mb = direct.memory_bytes(direct.plan_matrices(sources, shapes, num_classes)) / 2**20
-    if needed_mb > direct_memory_budget_mb:
-      raise ConfigError(
-          f'the {direct_mode!r} feedback matrices of {name} need {needed_mb:,.1f} MB, over '
-          f'direct_feedback_memory_budget_mb={direct_memory_budget_mb:,.1f}; raise the budget '
-          'if the machine has the memory, or use a smaller model'
-      )
-    model.direct = direct.DirectFeedback(sources, shapes, num_classes, rngs=rngs)
-  return model
+  return direct.wire(model, direct_mode, input_shape, num_classes, rngs,
+                     direct_memory_budget_mb, name)

@@ -1,0 +1,253 @@
+"""`build`: the one place where a config, and optionally a caller's model and data, become
+everything training needs (an `Experiment`).
+
+    experiment = fajax.build(config)                      # the config's model and dataset
+    experiment = fajax.build(config, model=my_module, data=my_data)
+    state, metrics = experiment.train_step(experiment.state, *experiment.put_batch(x, y))
+
+`fajax.train` is `build` plus the training loop (`fajax.loop`).
+"""
+
+import dataclasses
+import functools
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax import nnx
+
+from fajax import datasets
+from fajax import diagnostics
+from fajax import direct
+from fajax import methods
+from fajax import models
+from fajax import sharding
+from fajax import steps
+from fajax.errors import ConfigError
+from fajax.layers import Feedback
+from fajax.optimizers import LR_SCHEDULES, OPTIMIZERS, create_optimizer
+from fajax.train_state import Model, TrainState, create_train_state
+
+COMPUTE_DTYPES = ('float32', 'bfloat16')
+_POSITIVE_FIELDS = ('batch_size', 'eval_batch_size', 'log_every_steps', 'eval_every_epochs',
+                    'checkpoint_every_steps', 'checkpoints_to_keep', 'data_workers',
+                    'image_size', 'steps_per_call')
+
+
+def _choose(name: str, value: str, choices, alternative: str = '') -> None:
+  if value not in choices:
+    what = f'config.{name} is empty' if not value else f"unknown {name} '{value}'"
+    raise ConfigError(f"{what}; choose one of: {', '.join(choices)}{alternative}")
+
+
+def validate_config(config: ml_collections.ConfigDict, *, model_given: bool = False,
+                    data_given: bool = False) -> None:
+  """Raises ConfigError, naming the field and the valid values, for a config that cannot run.
+
+  `config.model` / `config.dataset` may stay empty when the caller passes the object itself.
+  """
+  _choose('method', config.method, methods.METHODS)
+  if not data_given:
+    _choose('dataset', config.dataset, datasets.LOADERS, ', or pass data= to fajax.train')
+  if not model_given:
+    _choose('model', config.model, models.MODELS, ', or pass model= to fajax.train')
+  _choose('kernel_init', config.kernel_init, models.KERNEL_INITIALIZERS)
+  _choose('optimizer', config.optimizer, OPTIMIZERS)
+  _choose('lr_schedule', config.lr_schedule, LR_SCHEDULES)
+  _choose('compute_dtype', config.compute_dtype, COMPUTE_DTYPES)
+  for field in _POSITIVE_FIELDS:
+    if config[field] <= 0:
+      raise ConfigError(f'{field} must be positive, got {config[field]}')
+  if config.num_train_steps <= 0 and config.num_epochs <= 0:
+    raise ConfigError('set num_epochs or num_train_steps to a positive number of steps')
+  if config.learning_rate <= 0:
+    raise ConfigError(f'learning_rate must be positive, got {config.learning_rate}')
+
+
+def _check_dataset(data) -> None:
+  """A caller's `data=` must follow `datasets.Dataset`: say what is missing."""
+  missing = [name for name in ('spec', 'num_train', 'train_batches', 'eval_batches')
+             if not hasattr(data, name)]
+  missing += [f'spec.{name}' for name in ('num_classes', 'input_shape', 'preprocess')
+              if hasattr(data, 'spec') and not hasattr(data.spec, name)]
+  if missing:
+    raise ConfigError(
+        f"data= lacks {', '.join(missing)}; give an object with the protocol of "
+        'fajax.datasets.Dataset (e.g. a fajax.datasets.InMemoryDataset)')
+
+
+def _describe(obj) -> str:
+  return f'{type(obj).__module__}.{type(obj).__qualname__}'
+
+
+def describe_caller_objects(model, data) -> dict[str, str]:
+  """'model' / 'data' → the class of the caller's object, for those given."""
+  return {name: _describe(obj) for name, obj in (('model', model), ('data', data))
+          if obj is not None}
+
+
+def _check_caller_model(module: nnx.Module, spec: datasets.Spec) -> None:
+  """A caller's model must hold feedback layers and map the dataset's inputs to its classes."""
+  if not isinstance(module, nnx.Module):
+    raise ConfigError(f'model= must be a flax.nnx.Module, got {_describe(module)}')
+  if not jax.tree.leaves(nnx.state(module, Feedback)):
+    raise ConfigError(
+        f'model {type(module).__name__} has no feedback layers: build it from '
+        'fajax.FeedbackDense / fajax.FeedbackConv')
+  graphdef, variables = nnx.split(module)
+  inputs = jax.ShapeDtypeStruct((1, *spec.input_shape), jnp.float32)
+  try:
+    logits = jax.eval_shape(lambda v, x: nnx.merge(graphdef, v)(x), variables, inputs)
+  except Exception as e:  # pylint: disable=broad-except  # any error of the caller's forward
+    first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise ConfigError(
+        f'model {type(module).__name__} cannot take the dataset\'s inputs of shape '
+        f'{tuple(spec.input_shape)}: {first_line}') from e
+  if logits.shape != (1, spec.num_classes):
+    raise ConfigError(
+        f'model {type(module).__name__} returns {logits.shape[1:]} per example, but the '
+        f'dataset has {spec.num_classes} classes; give it {spec.num_classes} outputs')
+
+
+def _network_source(config, spec: datasets.Spec, module: nnx.Module | None):
+  """`make_network(direct_mode, inputs)` and its inputs, for `create_train_state`.
+
+  The config's model is built inside the jitted init, from keys of `config.seed`. A caller's
+  module enters as its variables, and only its DFA/DenseFA matrices are drawn here.
+  """
+  if module is None:
+
+    def make_config_network(direct_mode, inputs):
+      del inputs
+      params_key, feedback_key, dropout_key = jax.random.split(jax.random.key(config.seed), 3)
+      return models.create(
+          config.model, spec.num_classes, spec.input_shape, config.kernel_init,
+          nnx.Rngs(params=params_key, feedback=feedback_key, dropout=dropout_key),
+          direct_mode=direct_mode,
+          direct_memory_budget_mb=config.direct_feedback_memory_budget_mb)
+
+    return make_config_network, None
+
+  _check_caller_model(module, spec)
+  graphdef, variables = nnx.split(module)
+
+  def make_caller_network(direct_mode, variables):
+    matrices_key = jax.random.fold_in(jax.random.key(config.seed), 1)
+    return direct.wire(nnx.merge(graphdef, variables), direct_mode, spec.input_shape,
+                       spec.num_classes, nnx.Rngs(feedback=matrices_key),
+                       config.direct_feedback_memory_budget_mb, type(module).__name__)
+
+  return make_caller_network, variables
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+  """Everything a run trains with; made by `build`.
+
+  `state` is the initial train state, already laid out on `mesh`. The step functions are
+  jitted and *donate* their state argument: after a call, use the state it returns.
+
+  - `train_step(state, images, labels) -> (state, metrics)`: one step (`steps.train_step`);
+  - `diagnose_step(...)`: the same step, also returning the `align/...` diagnostics;
+  - `train_steps(state, images, labels)`: several steps in one call, batches stacked in front;
+  - `eval_step(state, images, labels, mask) -> sums`; `evaluate(state)` runs it over the data.
+  `health_checks[metrics['health']]` names what turned NaN/Inf first.
+  """
+
+  config: ml_collections.ConfigDict
+  data: Any  # datasets.Dataset
+  model: Model
+  method: methods.Method
+  optimizer: optax.GradientTransformation
+  schedule: Callable[[int], Any]
+  mesh: jax.sharding.Mesh
+  state: TrainState
+  total_steps: int
+  steps_per_epoch: int
+  train_step: Callable
+  diagnose_step: Callable
+  train_steps: Callable
+  eval_step: Callable
+  health_checks: list[str]
+  caller_objects: dict[str, str]  # 'model' / 'data' → the caller's object's class, if given
+
+  def put_batch(self, images, labels, stacked: bool = False) -> tuple[jax.Array, jax.Array]:
+    """This process's rows of a global batch (a stack of batches), as global arrays on the mesh."""
+    batch_sharding = sharding.batch_sharding(self.mesh, stacked)
+    return (sharding.global_array(images, batch_sharding),
+            sharding.global_array(labels, batch_sharding))
+
+  def eval_batches(self) -> Iterator[tuple[jax.Array, ...]]:
+    """The evaluation split's (images, labels, mask), each a global array on the mesh."""
+    rows = sharding.process_slice(self.config.eval_batch_size)
+    batch_sharding = sharding.batch_sharding(self.mesh)
+    for batch in self.data.eval_batches(self.config.eval_batch_size):
+      yield tuple(sharding.global_array(x[rows], batch_sharding) for x in batch)
+
+  def evaluate(self, state: TrainState) -> dict:
+    """Loss and top-1 error (%) of `state` over the whole evaluation split."""
+    totals = jax.device_get([self.eval_step(state, *batch) for batch in self.eval_batches()])
+    count = sum(t['count'] for t in totals)
+    return {
+        'eval/loss': float(sum(t['loss'] for t in totals) / count),
+        'eval/top1_error': float(100.0 * sum(t['errors'] for t in totals) / count),
+    }
+
+  def network(self, state: TrainState) -> nnx.Module:
+    """The NNX module holding the weights of `state` (W, B, DFA matrices, statistics)."""
+    return self.model.network(jax.device_get(state))
+
+
+def build(config: ml_collections.ConfigDict, *, model: nnx.Module | None = None,
+          data: Any = None) -> Experiment:
+  """The experiment of `config`: data, model, method, optimizer, state and jitted steps.
+
+  `model`: an NNX module built from fajax's feedback layers, used instead of `config.model`
+  (the run's seed then draws only DFA/DenseFA matrices; W and B are the module's). `data`: an
+  object with the protocol of `datasets.Dataset`, used instead of `config.dataset`. Raises
+  ConfigError for a config, model or data that cannot run.
+  """
+  validate_config(config, model_given=model is not None, data_given=data is not None)
+  caller_objects = describe_caller_objects(model, data)
+  mesh = sharding.make_mesh()
+  sharding.check_batch_sizes(config, mesh)
+  if data is None:
+    data = datasets.load(config)
+  else:
+    _check_dataset(data)
+  if data.num_train < config.batch_size:
+    raise ConfigError(
+        f'batch_size {config.batch_size} is larger than the {data.num_train} training examples')
+  steps_per_epoch = data.num_train // config.batch_size
+  total_steps = (config.num_train_steps if config.num_train_steps > 0
+                 else config.num_epochs * steps_per_epoch)
+
+  optimizer, schedule = create_optimizer(config, total_steps)
+  method = methods.build(config, optimizer)
+  make_network, network_inputs = _network_source(config, data.spec, model)
+  structure, state = create_train_state(
+      make_network, network_inputs, optimizer, method, data.spec.preprocess,
+      tuple(data.spec.input_shape), compute_dtype=config.compute_dtype, mesh=mesh,
+      shard_large_params=config.shard_large_params)
+
+  state_shardings = jax.tree.map(lambda x: x.sharding, state)
+  replicated = sharding.replicated(mesh)
+  jit_step = lambda fn, **kwargs: jax.jit(
+      functools.partial(fn, model=structure, optimizer=optimizer, method=method, **kwargs),
+      out_shardings=(state_shardings, replicated), donate_argnums=0)
+  return Experiment(
+      config=config, data=data, model=structure, method=method, optimizer=optimizer,
+      schedule=schedule, mesh=mesh, state=state, total_steps=total_steps,
+      steps_per_epoch=steps_per_epoch,
+      train_step=jit_step(steps.train_step),
+      diagnose_step=jit_step(steps.train_step, diagnose=True),
+      train_steps=jit_step(steps.train_steps),
+      eval_step=jax.jit(functools.partial(steps.eval_step, model=structure),
+                        out_shardings=replicated),
+      health_checks=diagnostics.health_checks([l for l, _ in structure.hidden_shapes],
+                                              state.feedback),
+      caller_objects=caller_objects,
+  )

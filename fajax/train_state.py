@@ -1,0 +1,174 @@
+"""The train state and the model's structure: everything a step reads, as explicit arrays.
+
+    model, state = create_train_state(make_network, optimizer, method, spec, ...)
+    logits, model_state = model.apply(state, state.params, raw_images, train=True)
+
+The state holds W and biases, B by layer name, DFA/DenseFA matrices, batch-norm statistics,
+and the optimizer's, rule's and constraint's state; `Model` holds what is static under jit.
+"""
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+from flax import traverse_util
+
+from fajax import direct
+from fajax import methods
+from fajax import sharding
+from fajax.direct import ErrorFeedback
+from fajax.layers import Feedback
+
+_LEARNED_OR_FEEDBACK = nnx.Any(nnx.Param, Feedback, ErrorFeedback)
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: dict  # the model's nnx.Param state as a nested dict: W and biases
+  feedback: dict  # layer name → that layer's feedback weights B
+  error_feedback: dict  # DFA / DenseFA matrices (fixed), empty for other methods
+  model_state: dict  # every other model variable: batch-norm statistics, dropout RNG counts
+  opt_state: optax.OptState
+  rule_state: Any
+  constraint_state: Any
+
+
+def layer_kernels(params: dict, layers) -> dict:
+  """W of every feedback layer in `layers` (e.g. the feedback dict), keyed by layer name."""
+  flat = traverse_util.flatten_dict(params, sep='/')
+  return {layer: flat[f'{layer}/kernel'] for layer in layers}
+
+
+def with_kernels(params: dict, kernels: dict) -> dict:
+  """`params` with each layer's kernel replaced by the one in `kernels`."""
+  flat = traverse_util.flatten_dict(params, sep='/')
+  flat.update({f'{layer}/kernel': w for layer, w in kernels.items()})
+  return traverse_util.unflatten_dict(flat, sep='/')
+
+
+def _feedback_tree(feedback: dict) -> dict:
+  """The flat `layer name → B` dict as the nested state NNX expects."""
+  return traverse_util.unflatten_dict(
+      {(*layer.split('/'), 'feedback'): b for layer, b in feedback.items()})
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+  """The model's structure (static under jit) and how raw batches become its inputs.
+
+  `exact_graphdef` is the same model without DFA/DenseFA wiring: with B = W it is exact BP, the
+  reference of the alignment diagnostics. `hidden_shapes` are the (layer, shape) of its hidden
+  pre-activations. The forward and backward passes run in `compute_dtype`: W, B, DFA matrices,
+  batch-norm scales and inputs are cast to it, while the state (W, B, optimizer, batch-norm
+  statistics) stays float32, the gradients arrive in float32 and the loss is computed in it.
+  """
+
+  graphdef: nnx.GraphDef
+  exact_graphdef: nnx.GraphDef
+  hidden_shapes: tuple
+  preprocess: Any
+  compute_dtype: Any = jnp.float32
+
+  def network(self, state: TrainState, exact: bool = False) -> nnx.Module:
+    """The NNX module with the weights of `state` (B = W with `exact`)."""
+    feedback = layer_kernels(state.params, state.feedback) if exact else state.feedback
+    return nnx.merge(self.exact_graphdef if exact else self.graphdef, state.params,
+                     _feedback_tree(feedback), {} if exact else state.error_feedback,
+                     state.model_state)
+
+  def apply(
+      self, state: TrainState, params: dict, raw_images: jax.Array, train: bool,
+      exact: bool = False, probes: dict | None = None, finite_checks: list | None = None,
+  ) -> tuple[jax.Array, dict]:
+    """Logits of the model with `params` and the rest of `state`, and the new model state.
+
+    `train` selects batch statistics (and updates the running ones) and active dropout;
+    `exact` runs exact backprop (B = W, no direct feedback) instead of the method. `probes`
+    and `finite_checks` instrument the hidden layers (`direct.instrumented`).
+    """
+    cast = lambda tree: jax.tree.map(lambda x: x.astype(self.compute_dtype), tree)
+    network = self.network(state.replace(params=cast(params), feedback=cast(state.feedback),
+                                         error_feedback=cast(state.error_feedback)), exact)
+    if train:
+      network.train()
+    else:
+      network.eval()
+    with direct.instrumented(network, probes=probes, finite_checks=finite_checks):
+      logits = network(cast(self.preprocess(raw_images)))
+    model_state = nnx.to_pure_dict(nnx.state(network, nnx.Not(_LEARNED_OR_FEEDBACK)))
+    return logits.astype(jnp.float32), model_state
+
+
+def _split(network: nnx.Module):
+  """(graphdef, params, feedback by layer name, DFA matrices, other variables), pure dicts."""
+  graphdef, params, feedback, error_feedback, model_state = nnx.split(
+      network, nnx.Param, Feedback, ErrorFeedback, ...
+  )
+  flat_feedback = traverse_util.flatten_dict(nnx.to_pure_dict(feedback))
+  feedback = {'/'.join(k[:-1]): b for k, b in flat_feedback.items()}
+  pure = nnx.to_pure_dict
+  return graphdef, pure(params), feedback, pure(error_feedback), pure(model_state)
+
+
+MakeNetwork = Callable[[str, Any], nnx.Module]
+
+
+def create_train_state(
+    make_network: MakeNetwork,
+    network_inputs: Any,
+    optimizer: optax.GradientTransformation,
+    method: methods.Method,
+    preprocess: Callable,
+    input_shape: tuple[int, ...],
+    *,
+    compute_dtype=jnp.float32,
+    mesh=None,
+    shard_large_params: bool = False,
+) -> tuple[Model, TrainState]:
+  """The model's structure and its initial state, created inside `jax.jit`.
+
+  `make_network(direct_mode, network_inputs)` builds the NNX model with the direct-feedback
+  wiring of `direct_mode`; `network_inputs` (arrays it builds from, such as a caller's module's
+  variables, or None) are arguments of the jitted init, not constants baked into it.
+
+  Creating the state under jit gives every leaf its own buffer (B = W for BP is a copy, not an
+  alias of W), so the train step can donate the whole state. On a `mesh`, the state is created
+  already laid out as `sharding.state_shardings` says, with no copy on one device first.
+  """
+
+  def init(network_inputs):
+    _, params, feedback, error_feedback, model_state = _split(
+        make_network(method.direct_mode, network_inputs))
+    kernels = layer_kernels(params, feedback)
+    constraint_state = method.constraint.init(kernels)
+    rule_state = method.rule.init(kernels)
+    feedback, rule_state = method.rule.update(feedback, rule_state, kernels)
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        feedback=feedback,
+        error_feedback=error_feedback,
+        model_state=model_state,
+        opt_state=optimizer.init(params),
+        rule_state=rule_state,
+        constraint_state=constraint_state,
+    )
+
+  abstract = lambda direct_mode: nnx.eval_shape(
+      lambda inputs: make_network(direct_mode, inputs), network_inputs)
+  graphdef, *_ = _split(abstract(method.direct_mode))
+  exact_network = abstract(direct.ADJACENT)
+  exact_graphdef, *_ = _split(exact_network)
+  hidden_shapes = tuple(direct.activation_shapes(exact_network, input_shape))
+  model = Model(graphdef, exact_graphdef, hidden_shapes, preprocess, jnp.dtype(compute_dtype))
+  out_shardings = None
+  if mesh is not None:
+    out_shardings = sharding.state_shardings(
+        mesh, jax.eval_shape(init, network_inputs), shard_large_params)
+  return model, jax.jit(init, out_shardings=out_shardings)(network_inputs)

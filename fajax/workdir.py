@@ -1,0 +1,173 @@
+"""A run's folder: config.json, metrics.jsonl with TensorBoard events, and Orbax checkpoints.
+
+    run = Workdir(path, config, caller_objects, is_main)   # path None: a run that writes nothing
+    state = run.resume(initial_state, say)                 # the latest readable checkpoint
+    run.write_metrics(step, {...}); run.save(step, state); run.close()
+
+Only process 0 (`is_main`) writes config.json and the metrics; every process takes part in the
+checkpoint writes, which Orbax coordinates.
+"""
+
+import json
+import os
+
+import jax
+import orbax.checkpoint as ocp
+
+from fajax.errors import CheckpointError
+from fajax.errors import ConfigError
+
+CONFIG_FILE = 'config.json'
+METRICS_FILE = 'metrics.jsonl'
+# config.json's record of the caller's objects a run used instead of config.model / .dataset.
+CALLER_OBJECTS_KEY = 'caller_objects'
+
+
+class MetricsLog:
+  """`metrics.jsonl` (one JSON object per line, each with its "step") and TensorBoard events.
+
+  The events go to `<workdir>/tensorboard` through tensorboardX, without TensorFlow.
+  """
+
+  def __init__(self, workdir: str | None):
+    self.path = os.path.join(workdir, METRICS_FILE) if workdir else None
+    self.tensorboard = None
+    if workdir:
+      import tensorboardX  # pylint: disable=g-import-not-at-top
+
+      self.tensorboard = tensorboardX.SummaryWriter(os.path.join(workdir, 'tensorboard'))
+
+  def truncate_after(self, step: int) -> None:
+    """Drops lines a killed run wrote past its last checkpoint, which a resume will redo."""
+    if not self.path or not os.path.exists(self.path):
+      return
+    with open(self.path) as f:
+      kept = [line for line in f if line.strip() and json.loads(line)['step'] <= step]
+    with open(self.path, 'w') as f:
+      f.writelines(kept)
+
+  def write(self, step: int, metrics: dict) -> None:
+    if self.path:
+      with open(self.path, 'a') as f:
+        f.write(json.dumps({'step': step, **metrics}) + '\n')
+      for key, value in metrics.items():
+        self.tensorboard.add_scalar(key, value, step)
+      self.tensorboard.flush()
+
+  def close(self) -> None:
+    if self.tensorboard:
+      self.tensorboard.close()
+
+
+def _leaf_shapes(tree) -> dict[str, tuple]:
+  """'params/conv1/kernel' → shape, for a train state or a checkpoint's metadata tree."""
+  def name(key):
+    for attribute in ('key', 'name', 'idx'):
+      if hasattr(key, attribute):
+        return str(getattr(key, attribute))
+    return str(key)
+
+  flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+  return {'/'.join(name(k) for k in path): tuple(leaf.shape) for path, leaf in flat}
+
+
+def check_same_shapes(saved: dict, expected: dict, where: str) -> None:
+  """Raises ConfigError naming the first leaf whose shape differs, or that one side lacks."""
+  for leaf in [*expected, *(leaf for leaf in saved if leaf not in expected)]:
+    if saved.get(leaf) != expected.get(leaf):
+      raise ConfigError(
+          f'{where} holds {leaf} of shape {saved.get(leaf, "(none)")}, but this run\'s model '
+          f'has {expected.get(leaf, "(none)")}: resume with the model that wrote it, or use a '
+          'new workdir')
+
+
+def check_resumable(path: str | None, caller_objects: dict) -> None:
+  """A run that trained a caller's model or data resumes only with such objects again, and a
+  run of the config's own only without them."""
+  config_path = os.path.join(path, CONFIG_FILE) if path else ''
+  if not os.path.exists(config_path) or not os.path.isdir(os.path.join(path, 'checkpoints')):
+    return
+  with open(config_path) as f:
+    saved = json.load(f).get(CALLER_OBJECTS_KEY, {})
+  for name in ('model', 'data'):
+    if name in saved and name not in caller_objects:
+      raise ConfigError(
+          f'the run in {path} trained a caller\'s {name} ({saved[name]}); pass the same '
+          f'{name}= to fajax.train to resume it, or use a new workdir')
+    if name in caller_objects and name not in saved:
+      raise ConfigError(
+          f'the run in {path} trained the config\'s {name}, not a caller\'s; resume it '
+          f'without {name}=, or use a new workdir')
+
+
+class Workdir:
+  """The files of one run; with `path` None, a run that writes and resumes nothing."""
+
+  def __init__(self, path: str | None, config, caller_objects: dict, is_main: bool,
+               checkpoints_to_keep: int = 2):
+    self.path = path
+    self.log = MetricsLog(path if is_main else None)
+    self.checkpoints = None
+    if not path:
+      return
+    self.checkpoints = ocp.CheckpointManager(
+        os.path.join(os.path.abspath(path), 'checkpoints'),
+        options=ocp.CheckpointManagerOptions(max_to_keep=checkpoints_to_keep),
+        item_handlers=ocp.StandardCheckpointHandler(),  # so that metadata reads before a restore
+    )
+    if is_main:
+      os.makedirs(path, exist_ok=True)
+      record = {**json.loads(config.to_json_best_effort()), CALLER_OBJECTS_KEY: caller_objects}
+      with open(os.path.join(path, CONFIG_FILE), 'w') as f:
+        json.dump(record, f, indent=2)
+
+  @property
+  def saves_checkpoints(self) -> bool:
+    return self.checkpoints is not None
+
+  def latest_checkpoint_step(self) -> int | None:
+    return self.checkpoints.latest_step() if self.checkpoints else None
+
+  def resume(self, state, say):
+    """The newest checkpoint that restores, else `state`; damaged ones are skipped with a warning.
+
+    The state is restored onto this run's devices and layout (`state`'s shardings), whatever the
+    saving run's were. Lines of metrics.jsonl past the restored step are dropped.
+    """
+    if not self.checkpoints or not self.checkpoints.all_steps():
+      return state
+    abstract = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
+    expected = _leaf_shapes(state)
+    for step in sorted(self.checkpoints.all_steps(), reverse=True):
+      try:
+        saved = _leaf_shapes(self.checkpoints.item_metadata(step).tree)
+      except Exception:  # pylint: disable=broad-except  # damaged: the restore below says so
+        saved = None
+      if saved is not None:
+        check_same_shapes(saved, expected, f'the checkpoint at step {step} in {self.path}')
+      try:
+        restored = self.checkpoints.restore(step, args=ocp.args.StandardRestore(abstract))
+      except Exception as e:  # pylint: disable=broad-except  # Orbax raises many kinds.
+        say(f'warning: the checkpoint at step {step} cannot be read ({type(e).__name__}); '
+            'trying the one before it')
+        continue
+      self.log.truncate_after(int(restored.step))
+      say(f'Resumed from the checkpoint at step {int(restored.step)} in {self.path}')
+      return restored
+    raise CheckpointError(
+        f'no checkpoint in {self.checkpoints.directory} can be read; move that folder away to '
+        'start the run afresh')
+
+  def write_metrics(self, step: int, metrics: dict) -> None:
+    self.log.write(step, metrics)
+
+  def save(self, step: int, state) -> None:
+    self.checkpoints.save(step, args=ocp.args.StandardSave(state))
+
+  def close(self) -> None:
+    """Finishes every write, also when stopping on an error: never a half checkpoint."""
+    self.log.close()
+    if self.checkpoints:
+      self.checkpoints.wait_until_finished()
+      self.checkpoints.close()
