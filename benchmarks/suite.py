@@ -222,7 +222,8 @@ def measure_model(name, method_names, diagnosed, batch_size, imagenet_size, comp
   base = CONFIGS[name]('bp')
   spec, raw_shape = dataset_shapes(base, imagenet_size)
   data = datasets.InMemoryDataset.random(spec, raw_shape, batch_size, batch_size)
-  batch = jax.device_put(data.train_images), jax.device_put(data.train_labels)
+  # One replica: the batch and the state carry a leading replica axis of size 1.
+  batch = jax.device_put(data.train_images[None]), jax.device_put(data.train_labels[None])
   batches = {'plain': batch, 'diagnose': batch}
   if base.steps_per_call > 1:
     batches['stacked'] = tuple(jnp.stack([x] * base.steps_per_call) for x in batch)

@@ -23,6 +23,6 @@ def __getattr__(name):
 
 
 __all__ = [
-    'DirectFeedback', 'Experiment', 'Feedback', 'FeedbackConv', 'FeedbackDense', 'build', 'conv', 'dense',
-    'feedback_op', 'rules', 'train',
+    'DirectFeedback', 'Experiment', 'Feedback', 'FeedbackConv', 'FeedbackDense', 'build', 'conv',
+    'dense', 'feedback_op', 'rules', 'train',
 ]

@@ -16,6 +16,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 from flax import nnx
 
@@ -24,6 +25,7 @@ from fajax import diagnostics
 from fajax import direct
 from fajax import methods
 from fajax import models
+from fajax import replicas as replicas_lib
 from fajax import sharding
 from fajax import steps
 from fajax.errors import ConfigError
@@ -65,6 +67,9 @@ def validate_config(config: ml_collections.ConfigDict, *, model_given: bool = Fa
     raise ConfigError('set num_epochs or num_train_steps to a positive number of steps')
   if config.learning_rate <= 0:
     raise ConfigError(f'learning_rate must be positive, got {config.learning_rate}')
+  if config.validation_examples < 0:
+    raise ConfigError(f'validation_examples must be 0 (none) or positive, got '
+                      f'{config.validation_examples}')
 
 
 def _check_dataset(data) -> None:
@@ -113,16 +118,17 @@ def _check_caller_model(module: nnx.Module, spec: datasets.Spec) -> None:
 
 
 def _network_source(config, spec: datasets.Spec, module: nnx.Module | None):
-  """`make_network(direct_mode, inputs)` and its inputs, for `create_train_state`.
+  """`make_network(direct_mode, inputs, seed)` and its inputs, for `create_train_state`.
 
-  The config's model is built inside the jitted init, from keys of `config.seed`. A caller's
-  module enters as its variables, and only its DFA/DenseFA matrices are drawn here.
+  The config's model is built inside the jitted init, from keys of the replica's seed. A
+  caller's module enters as its variables (every replica starts from them), and only its
+  DFA/DenseFA matrices are drawn from the seed.
   """
   if module is None:
 
-    def make_config_network(direct_mode, inputs):
+    def make_config_network(direct_mode, inputs, seed):
       del inputs
-      params_key, feedback_key, dropout_key = jax.random.split(jax.random.key(config.seed), 3)
+      params_key, feedback_key, dropout_key = jax.random.split(jax.random.key(seed), 3)
       return models.create(
           config.model, spec.num_classes, spec.input_shape, config.kernel_init,
           nnx.Rngs(params=params_key, feedback=feedback_key, dropout=dropout_key),
@@ -134,8 +140,8 @@ def _network_source(config, spec: datasets.Spec, module: nnx.Module | None):
   _check_caller_model(module, spec)
   graphdef, variables = nnx.split(module)
 
-  def make_caller_network(direct_mode, variables):
-    matrices_key = jax.random.fold_in(jax.random.key(config.seed), 1)
+  def make_caller_network(direct_mode, variables, seed):
+    matrices_key = jax.random.fold_in(jax.random.key(seed), 1)
     return direct.wire(nnx.merge(graphdef, variables), direct_mode, spec.input_shape,
                        spec.num_classes, nnx.Rngs(feedback=matrices_key),
                        config.direct_feedback_memory_budget_mb, type(module).__name__)
@@ -143,18 +149,28 @@ def _network_source(config, spec: datasets.Spec, module: nnx.Module | None):
   return make_caller_network, variables
 
 
+def _summed(totals: list[dict], prefix: str) -> dict[str, np.ndarray]:
+  """Per-replica loss and top-1 error (%) from the sums of every batch."""
+  count = sum(t['count'] for t in totals)
+  return {f'{prefix}/loss': sum(t['loss'] for t in totals) / count,
+          f'{prefix}/top1_error': 100.0 * sum(t['errors'] for t in totals) / count}
+
+
 @dataclasses.dataclass(frozen=True)
 class Experiment:
   """Everything a run trains with; made by `build`.
 
-  `state` is the initial train state, already laid out on `mesh`. The step functions are
-  jitted and *donate* their state argument: after a call, use the state it returns.
+  `state` is the initial train state of every replica (`replicas`, the leading axis of each
+  leaf), already laid out on `mesh`. The step functions are jitted and *donate* their state
+  argument: after a call, use the state it returns. Batches carry a leading replica axis.
 
-  - `train_step(state, images, labels) -> (state, metrics)`: one step (`steps.train_step`);
+  - `train_step(state, images, labels) -> (state, metrics)`: one step of every replica
+    (`steps.train_replicas`); metrics per replica;
   - `diagnose_step(...)`: the same step, also returning the `align/...` diagnostics;
-  - `train_steps(state, images, labels)`: several steps in one call, batches stacked in front;
-  - `eval_step(state, images, labels, mask) -> sums`; `evaluate(state)` runs it over the data.
-  `health_checks[metrics['health']]` names what turned NaN/Inf first.
+  - `train_steps(state, images, labels)`: several steps in one call, batches [step, replica, ...];
+  - `eval_step(state, images, labels, mask) -> sums` per replica, on a batch they share;
+    `evaluate(state)` runs it over a whole split.
+  `health_checks[i]` names check i (`TrainState.diverged_check`).
   """
 
   config: ml_collections.ConfigDict
@@ -162,8 +178,9 @@ class Experiment:
   model: Model
   method: methods.Method
   optimizer: optax.GradientTransformation
-  schedule: Callable[[int], Any]
+  schedule: Callable[[int, Any], Any]  # (step, peak learning rate) → learning rate
   mesh: jax.sharding.Mesh
+  replicas: list[replicas_lib.Replica]
   state: TrainState
   total_steps: int
   steps_per_epoch: int
@@ -174,31 +191,43 @@ class Experiment:
   health_checks: list[str]
   caller_objects: dict[str, str]  # 'model' / 'data' → the caller's object's class, if given
 
+  def train_batches(self, start_step: int) -> Iterator[tuple]:
+    """This process's rows of every replica's batch of each step from `start_step` on."""
+    seeds, _ = replicas_lib.stacked(self.replicas)
+    return datasets.replica_batches(
+        self.data, seeds, self.config.batch_size, start_step, self.total_steps - start_step,
+        jax.process_index(), jax.process_count())
+
   def put_batch(self, images, labels, stacked: bool = False) -> tuple[jax.Array, jax.Array]:
-    """This process's rows of a global batch (a stack of batches), as global arrays on the mesh."""
-    batch_sharding = sharding.batch_sharding(self.mesh, stacked)
+    """This process's rows of a global batch [replica, example, ...] (stacked: [step, replica,
+    example, ...]) as global arrays on the mesh."""
+    batch_sharding = sharding.batch_sharding(self.mesh, 2 if stacked else 1)
     return (sharding.global_array(images, batch_sharding),
             sharding.global_array(labels, batch_sharding))
 
-  def eval_batches(self) -> Iterator[tuple[jax.Array, ...]]:
-    """The evaluation split's (images, labels, mask), each a global array on the mesh."""
+  def eval_batches(self, split: str = datasets.TEST) -> Iterator[tuple[jax.Array, ...]]:
+    """A split's (images, labels, mask), each a global array on the mesh."""
     rows = sharding.process_slice(self.config.eval_batch_size)
     batch_sharding = sharding.batch_sharding(self.mesh)
-    for batch in self.data.eval_batches(self.config.eval_batch_size):
+    extra = {} if split == datasets.TEST else {'split': split}
+    for batch in self.data.eval_batches(self.config.eval_batch_size, **extra):
       yield tuple(sharding.global_array(x[rows], batch_sharding) for x in batch)
 
-  def evaluate(self, state: TrainState) -> dict:
-    """Loss and top-1 error (%) of `state` over the whole evaluation split."""
-    totals = jax.device_get([self.eval_step(state, *batch) for batch in self.eval_batches()])
-    count = sum(t['count'] for t in totals)
-    return {
-        'eval/loss': float(sum(t['loss'] for t in totals) / count),
-        'eval/top1_error': float(100.0 * sum(t['errors'] for t in totals) / count),
-    }
+  def evaluate(self, state: TrainState) -> dict[str, np.ndarray]:
+    """Per-replica loss and top-1 error (%) on the test split ('eval/...') and, with
+    `config.validation_examples`, on the validation split ('validation/...')."""
+    splits = {'eval': datasets.TEST}
+    if self.config.validation_examples:
+      splits['validation'] = datasets.VALIDATION
+    metrics = {}
+    for prefix, split in splits.items():
+      totals = jax.device_get([self.eval_step(state, *b) for b in self.eval_batches(split)])
+      metrics.update(_summed(totals, prefix))
+    return metrics
 
-  def network(self, state: TrainState) -> nnx.Module:
-    """The NNX module holding the weights of `state` (W, B, DFA matrices, statistics)."""
-    return self.model.network(jax.device_get(state))
+  def network(self, state: TrainState, replica: int = 0) -> nnx.Module:
+    """The NNX module holding one replica's weights (W, B, DFA matrices, statistics)."""
+    return self.model.network(jax.tree.map(lambda x: x[replica], jax.device_get(state)))
 
 
 def build(config: ml_collections.ConfigDict, *, model: nnx.Module | None = None,
@@ -212,12 +241,18 @@ def build(config: ml_collections.ConfigDict, *, model: nnx.Module | None = None,
   """
   validate_config(config, model_given=model is not None, data_given=data is not None)
   caller_objects = describe_caller_objects(model, data)
+  replicas = replicas_lib.plan(config)
   mesh = sharding.make_mesh()
   sharding.check_batch_sizes(config, mesh)
   if data is None:
     data = datasets.load(config)
   else:
     _check_dataset(data)
+  if config.validation_examples:
+    if not hasattr(data, 'hold_out'):
+      raise ConfigError('validation_examples needs data with hold_out(n) (fajax.datasets.'
+                        'Dataset); set it to 0 or give data that can hold out examples')
+    data = data.hold_out(config.validation_examples)
   if data.num_train < config.batch_size:
     raise ConfigError(
         f'batch_size {config.batch_size} is larger than the {data.num_train} training examples')
@@ -226,11 +261,13 @@ def build(config: ml_collections.ConfigDict, *, model: nnx.Module | None = None,
                  else config.num_epochs * steps_per_epoch)
 
   optimizer, schedule = create_optimizer(config, total_steps)
-  method = methods.build(config, optimizer)
+  make_method = lambda seed: methods.build(config, optimizer, seed)
+  method = make_method(config.seed)  # its update is every replica's: only init draws
   make_network, network_inputs = _network_source(config, data.spec, model)
   structure, state = create_train_state(
-      make_network, network_inputs, optimizer, method, data.spec.preprocess,
-      tuple(data.spec.input_shape), compute_dtype=config.compute_dtype, mesh=mesh,
+      make_network, network_inputs, optimizer, make_method, data.spec.preprocess,
+      tuple(data.spec.input_shape), *replicas_lib.stacked(replicas),
+      compute_dtype=config.compute_dtype, mesh=mesh,
       shard_large_params=config.shard_large_params)
 
   state_shardings = jax.tree.map(lambda x: x.sharding, state)
@@ -240,14 +277,14 @@ def build(config: ml_collections.ConfigDict, *, model: nnx.Module | None = None,
       out_shardings=(state_shardings, replicated), donate_argnums=0)
   return Experiment(
       config=config, data=data, model=structure, method=method, optimizer=optimizer,
-      schedule=schedule, mesh=mesh, state=state, total_steps=total_steps,
+      schedule=schedule, mesh=mesh, replicas=replicas, state=state, total_steps=total_steps,
       steps_per_epoch=steps_per_epoch,
-      train_step=jit_step(steps.train_step),
-      diagnose_step=jit_step(steps.train_step, diagnose=True),
-      train_steps=jit_step(steps.train_steps),
-      eval_step=jax.jit(functools.partial(steps.eval_step, model=structure),
+      train_step=jit_step(steps.train_replicas),
+      diagnose_step=jit_step(steps.train_replicas, diagnose=True),
+      train_steps=jit_step(steps.train_replicas_stacked),
+      eval_step=jax.jit(functools.partial(steps.eval_replicas, model=structure),
                         out_shardings=replicated),
-      health_checks=diagnostics.health_checks([l for l, _ in structure.hidden_shapes],
-                                              state.feedback),
+      health_checks=diagnostics.health_checks(
+          [layer for layer, _ in structure.hidden_shapes], state.feedback),
       caller_objects=caller_objects,
   )

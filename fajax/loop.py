@@ -13,8 +13,9 @@ import ml_collections
 import numpy as np
 
 from fajax import host_memory
-from fajax.errors import DivergenceError
+from fajax import replicas as replicas_lib
 from fajax import workdir as workdir_lib
+from fajax.errors import DivergenceError
 from fajax.experiment import build
 from fajax.experiment import describe_caller_objects
 
@@ -32,23 +33,33 @@ def steps_in_next_call(step: int, stop: int, steps_per_call: int, diagnose_at_st
   return 1
 
 
-def check_health(codes, first_step: int, checks: list[str], kept_step: int | None) -> None:
-  """Raises DivergenceError at the first step where a value of `checks` went non-finite."""
-  for offset, code in enumerate(codes):
-    if code >= 0:
-      raise DivergenceError(
-          f'training diverged at step {first_step + offset}: NaN or Inf in '
-          f'{checks[int(code)]}; '
-          + (f'the last good checkpoint (step {kept_step}) is kept. '
-             if kept_step is not None else '')
-          + 'Lower the learning rate or check the data, then run again.'
-      )
+def check_divergence(diverged_steps, diverged_checks, checks: list[str], replicas,
+                     reported: set, kept_step: int | None, say) -> None:
+  """Says once which replicas diverged (they stay frozen, the others go on); raises
+  DivergenceError, naming the step and where, when every replica has."""
+  diverged = [i for i, s in enumerate(diverged_steps) if s >= 0]
+  for i in diverged:
+    if i not in reported and len(diverged) < len(replicas):
+      say(f'{replicas[i].describe()} diverged at step {int(diverged_steps[i])}: NaN or Inf in '
+          f'{checks[int(diverged_checks[i])]}; it stays frozen there, the others go on')
+    reported.add(i)
+  if diverged and len(diverged) == len(replicas):
+    first = min(diverged, key=lambda i: diverged_steps[i])
+    raise DivergenceError(
+        f'training diverged at step {int(diverged_steps[first])}: NaN or Inf in '
+        f'{checks[int(diverged_checks[first])]}; '
+        + (f'the last good checkpoint (step {kept_step}) is kept. '
+           if kept_step is not None else '')
+        + 'Lower the learning rate or check the data, then run again.'
+    )
 
 
-def _fetch_per_step(per_call: list[dict]) -> dict:
-  """Metrics of several calls (scalars of one step or stacks of several) as one array a key."""
+def _fetch_per_step(per_call: list[dict], num_replicas: int) -> dict:
+  """Metrics of several calls (one step's [replica] or a stack's [step, replica]) as one
+  [step, replica] array a key."""
   fetched = jax.device_get(per_call)
-  return {k: np.concatenate([np.atleast_1d(m[k]) for m in fetched]) for k in fetched[0]}
+  return {k: np.concatenate([np.reshape(m[k], (-1, num_replicas)) for m in fetched])
+          for k in fetched[0]}
 
 
 def _stack(batches):
@@ -61,13 +72,49 @@ def format_duration(seconds: float) -> str:
   return f'{minutes // 60}:{minutes % 60:02d}:{seconds:02d}'
 
 
+def describe_replicas(replicas, config) -> str:
+  """The line a run with replicas starts with: how many, and what they vary."""
+  seeds = sorted({r.seed for r in replicas})
+  parts = [f'seeds {seeds[0]}–{seeds[-1]}' if len(seeds) > 1 else f'seed {seeds[0]}']
+  parts += [f"{name} {', '.join(f'{v:g}' for v in values)}"
+            for name, values in replicas_lib.swept(config).items()]
+  return f"{len(replicas)} replicas in one program: {' × '.join(parts)}"
+
+
+def _replica_lines(experiment, step_metrics: dict, state) -> list[dict]:
+  """One metrics.jsonl record per replica: its index, seed, hyper-parameters and metrics."""
+  diverged_steps, diverged_checks = jax.device_get((state.diverged_step, state.diverged_check))
+  lines = []
+  for r in experiment.replicas:
+    line = {'replica': r.index, 'seed': r.seed,
+            **{f'hparams/{k}': v for k, v in r.hyperparams.items()},
+            **{k: float(v[r.index]) for k, v in step_metrics.items()}}
+    if diverged_steps[r.index] >= 0:
+      line.update(diverged_step=int(diverged_steps[r.index]),
+                  diverged_in=experiment.health_checks[int(diverged_checks[r.index])])
+    lines.append(line)
+  return lines
+
+
+def _mean_over_healthy(lines: list[dict], key: str) -> tuple[float, float]:
+  values = [line[key] for line in lines if 'diverged_step' not in line]
+  return float(np.mean(values)), float(np.std(values))
+
+
+def _summary(lines: list[dict], key: str, digits: int = 4) -> str:
+  mean, std = _mean_over_healthy(lines, key)
+  return f'{mean:.{digits}f}' if len(lines) == 1 else f'{mean:.{digits}f} ± {std:.{digits}f}'
+
+
 def train(config: ml_collections.ConfigDict, workdir: str | None = None, *, model=None,
           data=None) -> dict:
   """Trains and evaluates `config` (with the caller's `model` / `data`, if given; see
-  `fajax.build`); returns the final metrics (with 'step' and 'eval/top1_error').
+  `fajax.build`), every replica at once; returns the final metrics.
 
-  With a workdir, writes config.json, metrics.jsonl and checkpoints there, and resumes from the
-  latest checkpoint when one exists; without one, writes nothing.
+  They are 'step', the means over the replicas that did not diverge of 'eval/loss' and
+  'eval/top1_error' (and 'validation/...'), and 'replicas': one record per replica, as in
+  metrics.jsonl. With a workdir, writes config.json, metrics.jsonl and checkpoints there, and
+  resumes from the latest checkpoint when one exists; without one, writes nothing.
   """
   host_memory.retain_freed_buffers()
   workdir_lib.check_resumable(workdir, describe_caller_objects(model, data))
@@ -76,22 +123,22 @@ def train(config: ml_collections.ConfigDict, workdir: str | None = None, *, mode
   # Every process trains; process 0 alone writes the log and prints.
   is_main = jax.process_index() == 0
   say = (lambda line: print(line, flush=True)) if is_main else (lambda line: None)
+  if len(experiment.replicas) > 1:
+    say(describe_replicas(experiment.replicas, config))
   run = workdir_lib.Workdir(workdir, config, experiment.caller_objects, is_main,
                             config.checkpoints_to_keep)
   try:
     state = run.resume(experiment.state, say)
-    step = int(state.step)
-    batches = experiment.data.train_batches(
-        config.batch_size, config.seed, start_step=step, num_steps=total_steps - step,
-        shard_index=jax.process_index(), shard_count=jax.process_count(),
-    )
+    step = int(state.step[0])
+    batches = experiment.train_batches(step)
     eval_every = experiment.steps_per_epoch * config.eval_every_epochs
     # Steps after which something is logged, evaluated or saved: "stops".
     stop_intervals = [config.log_every_steps, eval_every, total_steps] + (
         [config.checkpoint_every_steps] if run.saves_checkpoints else [])
-    pending = []  # per call: its steps' loss, error and health, stacked
+    pending = []  # per call: its steps' loss and error, [step, replica] or [replica]
+    reported = set()  # replicas whose divergence was said
     interval_start, interval_step = time.perf_counter(), step
-    eval_metrics = {}
+    lines = []
     while step < total_steps:
       # The next stop; the calls before it may run stacked.
       stop = min((step // every + 1) * every for every in stop_intervals)
@@ -107,47 +154,54 @@ def train(config: ml_collections.ConfigDict, workdir: str | None = None, *, mode
         images, labels = zip(*(next(batches) for _ in range(count)))
         state, metrics = experiment.train_steps(
             state, *experiment.put_batch(_stack(images), _stack(labels), stacked=True))
-      pending.append({k: metrics[k] for k in ('train/loss', 'train/top1_error', 'health')})
+      pending.append({k: metrics[k] for k in ('train/loss', 'train/top1_error')})
       step += count
       if step < stop:
         continue
       checkpoint_due = run.saves_checkpoints and (
           step % config.checkpoint_every_steps == 0 or step == total_steps)
 
-      if log_due or checkpoint_due:  # never log or save a diverged state
-        pending = [_fetch_per_step(pending)]
-        health = pending[0]['health']
-        check_health(health, step - len(health) + 1, experiment.health_checks,
-                     run.latest_checkpoint_step())
-      line = {}
+      if log_due or checkpoint_due:  # never log or save a run whose every replica diverged
+        check_divergence(*jax.device_get((state.diverged_step, state.diverged_check)),
+                         experiment.health_checks, experiment.replicas, reported,
+                         run.latest_checkpoint_step(), say)
+      step_metrics = {}
       if log_due:
-        means = {k: float(np.mean(pending[0][k])) for k in ('train/loss', 'train/top1_error')}
+        fetched = _fetch_per_step(pending, len(experiment.replicas))
         pending = []
-        alignment = {k: float(v) for k, v in jax.device_get(metrics).items()
-                     if k.startswith('align/')}
-        line.update(means, **alignment, **{'train/learning_rate': float(schedule(step - 1))})
+        step_metrics.update({k: v.mean(axis=0) for k, v in fetched.items()})
+        step_metrics.update({k: v for k, v in jax.device_get(metrics).items()
+                             if k.startswith('align/')})
+        step_metrics['train/learning_rate'] = np.array(
+            [schedule(step - 1, r.hyperparams['learning_rate']) for r in experiment.replicas])
+      evaluated = step % eval_every == 0 or step == total_steps
+      if evaluated:
+        step_metrics.update(experiment.evaluate(state))
+      if step_metrics:
+        lines = _replica_lines(experiment, step_metrics, state)
+        run.write_metrics(step, lines)
+      if log_due:
         now = time.perf_counter()
         rate = (step - interval_step) / (now - interval_start)
         interval_start, interval_step = now, step
-        say(
-            f'step {step}/{total_steps} | {rate:.1f} steps/s | '
+        say(f'step {step}/{total_steps} | {rate:.1f} steps/s | '
             f'ETA {format_duration((total_steps - step) / rate)} | '
-            f"loss {means['train/loss']:.4f} | error {means['train/top1_error']:.2f}%"
-        )
-      if step % eval_every == 0 or step == total_steps:
-        eval_metrics = experiment.evaluate(state)
-        line.update(eval_metrics)
-        say(
-            f"step {step}/{total_steps} | eval loss {eval_metrics['eval/loss']:.4f} | "
-            f"eval error {eval_metrics['eval/top1_error']:.2f}%"
-        )
-      if line:
-        run.write_metrics(step, line)
+            f"loss {_summary(lines, 'train/loss')} | "
+            f"error {_summary(lines, 'train/top1_error', 2)}%")
+      if evaluated:
+        say(f"step {step}/{total_steps} | eval loss {_summary(lines, 'eval/loss')} | "
+            f"eval error {_summary(lines, 'eval/top1_error', 2)}%"
+            + (f" | validation error {_summary(lines, 'validation/top1_error', 2)}%"
+               if config.validation_examples else ''))
       if checkpoint_due:
         run.save(step, state)
 
-    if not eval_metrics:  # resumed after the last step: nothing trained, report the result
-      eval_metrics = experiment.evaluate(state)
+    if not lines or 'eval/loss' not in lines[0]:  # resumed after the last step: evaluate
+      lines = _replica_lines(experiment, experiment.evaluate(state), state)
   finally:
     run.close()
-  return {'step': step, **eval_metrics}
+  final = {'step': step, 'replicas': lines}
+  for key in lines[0]:
+    if key.startswith(('eval/', 'validation/')):
+      final[key] = _mean_over_healthy(lines, key)[0]
+  return final

@@ -48,9 +48,11 @@ def train_from_flags():
   sharding.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   metrics = loop.train(config, _WORKDIR.value)
   if jax.process_index() == 0:
+    count = len(metrics['replicas'])
+    of_replicas = f' (mean of {count} replicas)' if count > 1 else ''
     print(
-      f"Done at step {metrics['step']}: test error {metrics['eval/top1_error']:.2f}%, "
-      f"test loss {metrics['eval/loss']:.4f}"
+      f"Done at step {metrics['step']}{of_replicas}: test error "
+      f"{metrics['eval/top1_error']:.2f}%, test loss {metrics['eval/loss']:.4f}"
     )
 
 

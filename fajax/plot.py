@@ -2,9 +2,9 @@
 
     python -m fajax.plot WORKDIR [WORKDIR ...] --out DIR
 
-writes DIR/learning_curves.png (training loss and test error of every run) and
-DIR/alignment.png (one row per run: the W–B angle, the backward-signal angle and the update
-angle to exact BP, one line per layer).
+writes DIR/learning_curves.png (training loss and test error of every run; for a run of several
+replicas their mean with a ±1 std band) and DIR/alignment.png (one row per run: the W–B angle,
+the backward-signal angle and the update angle to exact BP, one line per layer, of replica 0).
 """
 
 import os
@@ -13,6 +13,7 @@ import matplotlib
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np  # pylint: disable=wrong-import-position
 from absl import flags  # pylint: disable=wrong-import-position
 
 from fajax import cli  # pylint: disable=wrong-import-position
@@ -29,12 +30,22 @@ def _label(run):
   return f"{run['name']} ({run['config'].get('method', '?')})"
 
 
+def _mean_and_band(ax, run, key, **style):
+  """The mean over the run's replicas, with a ±1 std band where it has several."""
+  steps, mean, std = runs.band(run['metrics'], key)
+  count = len(runs.replicas(run['metrics']))
+  [line] = ax.plot(steps, mean, label=_label(run) + (f', mean ± std of {count}' if count > 1
+                                                     else ''), **style)
+  if count > 1:
+    ax.fill_between(steps, np.subtract(mean, std), np.add(mean, std), color=line.get_color(),
+                    alpha=0.2)
+
+
 def learning_curves(all_runs, path):
   fig, (loss_ax, error_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
   for run in all_runs:
-    loss_ax.plot(*runs.series(run['metrics'], 'train/loss'), label=_label(run))
-    error_ax.plot(*runs.series(run['metrics'], 'eval/top1_error'), marker='o', markersize=3,
-                  label=_label(run))
+    _mean_and_band(loss_ax, run, 'train/loss')
+    _mean_and_band(error_ax, run, 'eval/top1_error', marker='o', markersize=3)
   loss_ax.set(xlabel='training step', ylabel='training loss (cross-entropy)', yscale='log',
               title='Training loss')
   error_ax.set(xlabel='training step', ylabel='test top-1 error (%)', yscale='log',
@@ -53,7 +64,7 @@ def alignment(all_runs, path):
   for row, run in zip(axes, all_runs):
     layers = sorted({k.split('/')[1] for m in run['metrics'] for k in m if k.startswith('align/')})
     for ax, (key, ylabel) in zip(row, ALIGNMENT_PANELS):
-      for layer in layers:
+      for layer in layers:  # replica 0's: the alignment of one model
         steps, values = runs.series(run['metrics'], f'align/{layer}/{key}')
         if steps:
           ax.plot(steps, values, label=layer)

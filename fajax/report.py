@@ -5,7 +5,8 @@ The paper is Moskovitz, Litwin-Kumar & Abbott 2018 (arXiv 1812.06488); its numbe
 
     python -m fajax.report WORKDIR [WORKDIR ...] --out DIR
 
-Each workdir's config says its column and method; its last test error fills that cell. Writes
+Each workdir's config says its column and method; its last test error fills that cell (for a
+run of several replicas, mean ± std over those that did not diverge). Writes
 DIR/results.md and DIR/results.png: rows are the table's methods, columns its five columns,
 each cell "measured (paper)", "not run (paper)" where the paper has a number we lack, and
 empty where the paper ran nothing.
@@ -17,6 +18,7 @@ import matplotlib
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np  # pylint: disable=wrong-import-position
 from absl import flags  # pylint: disable=wrong-import-position
 
 from fajax import cli  # pylint: disable=wrong-import-position
@@ -28,8 +30,9 @@ COLUMN_TITLES = {'mnist': 'MNIST', 'cifar10_1': 'CIFAR-10 1', 'cifar10_2': 'CIFA
                  'imagenet1': 'ImageNet 1', 'imagenet2': 'ImageNet 2'}
 
 
-def measured_cells(workdirs) -> dict[tuple[str, str], float]:
-  """(method, column) → final test error of the runs; a later workdir wins a repeated cell."""
+def measured_cells(workdirs) -> dict[tuple[str, str], list[float]]:
+  """(method, column) → final test error of each replica of the run that measured it (those
+  that did not diverge); a later workdir wins a repeated cell."""
   cells = {}
   for workdir in workdirs:
     run = runs.read(workdir)
@@ -39,10 +42,17 @@ def measured_cells(workdirs) -> dict[tuple[str, str], float]:
           f"{workdir}: its config names no column of the table (column={config.get('column')!r});"
           ' report runs of the experiments/ configs'
       )
-    error = runs.final(run['metrics'], 'eval/top1_error')
-    if error is not None:
-      cells[(config['method'], config['column'])] = error
+    errors = runs.final_per_replica(run['metrics'], 'eval/top1_error')
+    if errors:
+      cells[(config['method'], config['column'])] = list(errors.values())
   return cells
+
+
+def cell_text(errors: list[float]) -> str:
+  """One value, or mean ± std (n) of several replicas."""
+  if len(errors) == 1:
+    return f'{errors[0]:.2f}'
+  return f'{np.mean(errors):.2f} ± {np.std(errors):.2f} (n={len(errors)})'
 
 
 def table(cells) -> list[list[str]]:
@@ -54,7 +64,7 @@ def table(cells) -> list[list[str]]:
       if column not in paper_cells:
         row.append('')
       elif (method, column) in cells:
-        row.append(f'{cells[(method, column)]:.2f} ({paper_cells[column]:.1f})')
+        row.append(f'{cell_text(cells[(method, column)])} ({paper_cells[column]:.1f})')
       else:
         row.append(f'not run ({paper_cells[column]:.1f})')
     rows.append(row)

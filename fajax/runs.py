@@ -3,6 +3,8 @@
 import json
 import os
 
+import numpy as np
+
 from fajax.errors import FajaxError
 
 
@@ -23,12 +25,32 @@ def read(workdir: str) -> dict:
   return {'name': name, 'config': config, 'metrics': metrics}
 
 
-def series(metrics: list[dict], key: str) -> tuple[list[int], list[float]]:
-  """Steps and values of one metric, where it was logged."""
-  points = [(m['step'], m[key]) for m in metrics if key in m]
+def series(metrics: list[dict], key: str, replica: int = 0) -> tuple[list[int], list[float]]:
+  """Steps and values of one replica's metric, where it was logged."""
+  points = [(m['step'], m[key]) for m in metrics if key in m and m.get('replica', 0) == replica]
   return [s for s, _ in points], [v for _, v in points]
 
 
-def final(metrics: list[dict], key: str):
-  _, values = series(metrics, key)
-  return values[-1] if values else None
+def replicas(metrics: list[dict]) -> list[int]:
+  """The replicas a run logged (records without a replica index are replica 0)."""
+  return sorted({m.get('replica', 0) for m in metrics})
+
+
+def band(metrics: list[dict], key: str) -> tuple[list[int], list[float], list[float]]:
+  """Steps, mean and standard deviation over the replicas that have not diverged there."""
+  by_step = {}
+  for m in metrics:
+    if key in m and 'diverged_step' not in m:
+      by_step.setdefault(m['step'], []).append(m[key])
+  steps = sorted(by_step)
+  return (steps, [float(np.mean(by_step[s])) for s in steps],
+          [float(np.std(by_step[s])) for s in steps])
+
+
+def final_per_replica(metrics: list[dict], key: str) -> dict[int, float]:
+  """Each replica's last value of `key`, for the replicas that did not diverge."""
+  last = {}
+  for m in metrics:
+    if key in m:
+      last[m.get('replica', 0)] = None if 'diverged_step' in m else m[key]
+  return {r: v for r, v in last.items() if v is not None}

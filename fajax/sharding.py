@@ -24,9 +24,10 @@ def make_mesh() -> jax.sharding.Mesh:
                        axis_types=(jax.sharding.AxisType.Auto,))
 
 
-def batch_sharding(mesh, stacked: bool = False) -> NamedSharding:
-  """Batches split over the devices; `stacked`: several steps' batches, stacked in front."""
-  return NamedSharding(mesh, P(None, BATCH_AXIS) if stacked else P(BATCH_AXIS))
+def batch_sharding(mesh, leading_axes: int = 0) -> NamedSharding:
+  """Batches split over the devices, after `leading_axes` axes that are not (the replicas,
+  the steps of a stack)."""
+  return NamedSharding(mesh, P(*([None] * leading_axes), BATCH_AXIS))
 
 
 def replicated(mesh) -> NamedSharding:
@@ -34,12 +35,16 @@ def replicated(mesh) -> NamedSharding:
 
 
 def state_shardings(mesh, abstract_state, shard_large_params: bool):
-  """Replicated, except (optionally) large leaves split along their first divisible axis."""
+  """Replicated, except (optionally) large leaves split along their first divisible axis.
+
+  The leading axis holds the replicas (`fajax.replicas`) and is never split: each replica's
+  step is data-parallel over all the devices.
+  """
   size = mesh.devices.size
 
   def choose(leaf):
     if shard_large_params and leaf.size >= LARGE_PARAM_ENTRIES:
-      for axis, dim in enumerate(leaf.shape):
+      for axis, dim in enumerate(leaf.shape[1:], start=1):
         if dim % size == 0:
           return NamedSharding(mesh, P(*([None] * axis), BATCH_AXIS))
     return replicated(mesh)

@@ -1,12 +1,16 @@
-"""The pure step functions: one training step, several in a scan, and an evaluation step.
+"""The pure step functions: one training step, several in a scan, and an evaluation step,
+for one model and for every replica at once.
 
     state, metrics = train_step(state, images, labels, model=..., optimizer=..., method=...)
-    state, stacked_metrics = train_steps(state, stacked_images, stacked_labels, **same)
+    states, metrics = train_replicas(states, images, labels, **same)   # leading axis: replica
+    states, metrics = train_replicas_stacked(states, images, labels, **same)   # [step, replica]
     sums = eval_step(state, images, labels, mask, model=...)
+    sums = eval_replicas(states, images, labels, mask, model=...)
 
-`fajax.build` jits them for a run (`Experiment`).
+`fajax.build` jits the replica versions for a run (`Experiment`).
 """
 
+import functools
 from typing import Any
 
 import jax
@@ -104,14 +108,36 @@ def train_step(
   return new_state, metrics
 
 
-def train_steps(state: TrainState, images: jax.Array, labels: jax.Array, **step_args):
-  """`train_step` on each batch of a stack (leading axis: the step), in turn, in one `lax.scan`.
+def replica_step(state: TrainState, images, labels, **step_args) -> tuple[TrainState, dict]:
+  """`train_step`, but a step that turns anything NaN/Inf leaves the state as it was.
 
-  The metrics come stacked the same way.
+  Such a replica is marked diverged (`diverged_step`, `diverged_check`) and stays frozen; only
+  its step counter goes on, so every replica of a run is at the same step.
   """
+  new_state, metrics = train_step(state, images, labels, **step_args)
+  failed = metrics['health'] >= 0
+  frozen = failed | (state.diverged_step >= 0)
+  kept = jax.tree.map(lambda new, old: jnp.where(frozen, old, new), new_state, state)
+  first_failure = failed & (state.diverged_step < 0)
+  return kept.replace(
+      step=new_state.step,
+      diverged_step=jnp.where(first_failure, new_state.step, state.diverged_step),
+      diverged_check=jnp.where(first_failure, metrics['health'], state.diverged_check),
+  ), metrics
+
+
+def train_replicas(states: TrainState, images: jax.Array, labels: jax.Array, **step_args):
+  """`replica_step` of every replica (the leading axis of states, images and labels)."""
+  return jax.vmap(functools.partial(replica_step, **step_args))(states, images, labels)
+
+
+def train_replicas_stacked(states: TrainState, images: jax.Array, labels: jax.Array,
+                           **step_args):
+  """`train_replicas` on each batch of a stack (leading axis: the step), in turn, in one
+  `lax.scan`. The metrics come stacked the same way: [step, replica]."""
   return jax.lax.scan(
-      lambda state, batch: train_step(state, *batch, **step_args), state, (images, labels)
-  )
+      lambda states, batch: train_replicas(states, *batch, **step_args), states,
+      (images, labels))
 
 
 def eval_step(state: TrainState, images, labels, mask, *, model: Model) -> dict:
@@ -119,3 +145,9 @@ def eval_step(state: TrainState, images, labels, mask, *, model: Model) -> dict:
   logits, _ = model.apply(state, state.params, images, train=False)
   loss, wrong = loss_and_error(logits, labels)
   return {'loss': jnp.sum(loss * mask), 'errors': jnp.sum(wrong * mask), 'count': jnp.sum(mask)}
+
+
+def eval_replicas(states: TrainState, images, labels, mask, *, model: Model) -> dict:
+  """`eval_step` of every replica on the same batch; sums with a leading replica axis."""
+  return jax.vmap(functools.partial(eval_step, model=model), in_axes=(0, None, None, None))(
+      states, images, labels, mask)

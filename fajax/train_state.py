@@ -1,10 +1,11 @@
 """The train state and the model's structure: everything a step reads, as explicit arrays.
 
-    model, state = create_train_state(make_network, optimizer, method, spec, ...)
+    model, states = create_train_state(make_network, inputs, optimizer, make_method, ...)
     logits, model_state = model.apply(state, state.params, raw_images, train=True)
 
 The state holds W and biases, B by layer name, DFA/DenseFA matrices, batch-norm statistics,
 and the optimizer's, rule's and constraint's state; `Model` holds what is static under jit.
+`create_train_state` makes one state per replica (`fajax.replicas`), stacked on a leading axis.
 """
 
 import dataclasses
@@ -14,6 +15,7 @@ from typing import Any
 import flax
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 from flax import traverse_util
@@ -23,6 +25,7 @@ from fajax import methods
 from fajax import sharding
 from fajax.direct import ErrorFeedback
 from fajax.layers import Feedback
+from fajax.optimizers import set_hyperparams
 
 _LEARNED_OR_FEEDBACK = nnx.Any(nnx.Param, Feedback, ErrorFeedback)
 
@@ -37,6 +40,11 @@ class TrainState:
   opt_state: optax.OptState
   rule_state: Any
   constraint_state: Any
+  # The step at which this replica's loss, gradients or weights first turned NaN/Inf, and the
+  # index of that check (`diagnostics.health_checks`); -1 while it is healthy. From then on
+  # the replica's state stays as it was before that step.
+  diverged_step: jax.Array
+  diverged_check: jax.Array
 
 
 def layer_kernels(params: dict, layers) -> dict:
@@ -116,59 +124,72 @@ def _split(network: nnx.Module):
   return graphdef, pure(params), feedback, pure(error_feedback), pure(model_state)
 
 
-MakeNetwork = Callable[[str, Any], nnx.Module]
+MakeNetwork = Callable[[str, Any, Any], nnx.Module]
 
 
 def create_train_state(
     make_network: MakeNetwork,
     network_inputs: Any,
     optimizer: optax.GradientTransformation,
-    method: methods.Method,
+    make_method: Callable[[Any], methods.Method],
     preprocess: Callable,
     input_shape: tuple[int, ...],
+    seeds: np.ndarray,
+    hyperparams: dict[str, np.ndarray],
     *,
     compute_dtype=jnp.float32,
     mesh=None,
     shard_large_params: bool = False,
 ) -> tuple[Model, TrainState]:
-  """The model's structure and its initial state, created inside `jax.jit`.
+  """The model's structure and the initial state of every replica, created inside `jax.jit`.
 
-  `make_network(direct_mode, network_inputs)` builds the NNX model with the direct-feedback
+  `make_network(direct_mode, network_inputs, seed)` builds the NNX model with the direct-feedback
   wiring of `direct_mode`; `network_inputs` (arrays it builds from, such as a caller's module's
   variables, or None) are arguments of the jitted init, not constants baked into it.
+  `make_method(seed)` gives the method whose rule draws its randomness from `seed`. Replica i
+  is built from `seeds[i]` and gets `hyperparams[name][i]` in its optimizer state; the
+  replicas are the leading axis of every leaf.
 
   Creating the state under jit gives every leaf its own buffer (B = W for BP is a copy, not an
   alias of W), so the train step can donate the whole state. On a `mesh`, the state is created
   already laid out as `sharding.state_shardings` says, with no copy on one device first.
   """
 
-  def init(network_inputs):
+  def init(network_inputs, seed, hyperparams):
+    method = make_method(seed)
     _, params, feedback, error_feedback, model_state = _split(
-        make_network(method.direct_mode, network_inputs))
+        make_network(method.direct_mode, network_inputs, seed))
     kernels = layer_kernels(params, feedback)
     constraint_state = method.constraint.init(kernels)
     rule_state = method.rule.init(kernels)
     feedback, rule_state = method.rule.update(feedback, rule_state, kernels)
+    healthy = jnp.full((), -1, jnp.int32)
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         params=params,
         feedback=feedback,
         error_feedback=error_feedback,
         model_state=model_state,
-        opt_state=optimizer.init(params),
-        rule_state=rule_state,
+        opt_state=set_hyperparams(optimizer.init(params), hyperparams),
+        rule_state=set_hyperparams(rule_state, hyperparams),  # Kolen–Pollack's optimizer
         constraint_state=constraint_state,
+        diverged_step=healthy,
+        diverged_check=healthy,
     )
 
+  direct_mode = make_method(int(seeds[0])).direct_mode
   abstract = lambda direct_mode: nnx.eval_shape(
-      lambda inputs: make_network(direct_mode, inputs), network_inputs)
-  graphdef, *_ = _split(abstract(method.direct_mode))
+      lambda inputs: make_network(direct_mode, inputs, int(seeds[0])), network_inputs)
+  graphdef, *_ = _split(abstract(direct_mode))
   exact_network = abstract(direct.ADJACENT)
   exact_graphdef, *_ = _split(exact_network)
   hidden_shapes = tuple(direct.activation_shapes(exact_network, input_shape))
   model = Model(graphdef, exact_graphdef, hidden_shapes, preprocess, jnp.dtype(compute_dtype))
+  init_replicas = jax.vmap(init, in_axes=(None, 0, 0))
   out_shardings = None
   if mesh is not None:
     out_shardings = sharding.state_shardings(
-        mesh, jax.eval_shape(init, network_inputs), shard_large_params)
-  return model, jax.jit(init, out_shardings=out_shardings)(network_inputs)
+        mesh, jax.eval_shape(init_replicas, network_inputs, seeds, hyperparams),
+        shard_large_params)
+  return model, jax.jit(init_replicas, out_shardings=out_shardings)(
+      network_inputs, seeds, hyperparams)

@@ -24,18 +24,14 @@ CALLER_OBJECTS_KEY = 'caller_objects'
 
 
 class MetricsLog:
-  """`metrics.jsonl` (one JSON object per line, each with its "step") and TensorBoard events.
-
-  The events go to `<workdir>/tensorboard` through tensorboardX, without TensorFlow.
-  """
+  """`metrics.jsonl` (one JSON object per line, each with its "step" and "replica") and
+  TensorBoard events, one run per replica (`<workdir>/tensorboard/replica_<r>`), written
+  through tensorboardX without TensorFlow."""
 
   def __init__(self, workdir: str | None):
+    self.workdir = workdir
     self.path = os.path.join(workdir, METRICS_FILE) if workdir else None
-    self.tensorboard = None
-    if workdir:
-      import tensorboardX  # pylint: disable=g-import-not-at-top
-
-      self.tensorboard = tensorboardX.SummaryWriter(os.path.join(workdir, 'tensorboard'))
+    self.tensorboard = {}  # replica → its SummaryWriter
 
   def truncate_after(self, step: int) -> None:
     """Drops lines a killed run wrote past its last checkpoint, which a resume will redo."""
@@ -46,17 +42,30 @@ class MetricsLog:
     with open(self.path, 'w') as f:
       f.writelines(kept)
 
-  def write(self, step: int, metrics: dict) -> None:
-    if self.path:
-      with open(self.path, 'a') as f:
-        f.write(json.dumps({'step': step, **metrics}) + '\n')
-      for key, value in metrics.items():
-        self.tensorboard.add_scalar(key, value, step)
-      self.tensorboard.flush()
+  def write(self, step: int, lines: list[dict]) -> None:
+    """One record per replica; the numbers of each go to its TensorBoard run."""
+    if not self.path:
+      return
+    with open(self.path, 'a') as f:
+      f.writelines(json.dumps({'step': step, **line}) + '\n' for line in lines)
+    for line in lines:
+      writer = self._writer(line['replica'])
+      for key, value in line.items():
+        if key not in ('replica', 'seed') and isinstance(value, (int, float)):
+          writer.add_scalar(key, value, step)
+      writer.flush()
+
+  def _writer(self, replica: int):
+    if replica not in self.tensorboard:
+      import tensorboardX  # pylint: disable=g-import-not-at-top
+
+      self.tensorboard[replica] = tensorboardX.SummaryWriter(
+          os.path.join(self.workdir, 'tensorboard', f'replica_{replica}'))
+    return self.tensorboard[replica]
 
   def close(self) -> None:
-    if self.tensorboard:
-      self.tensorboard.close()
+    for writer in self.tensorboard.values():
+      writer.close()
 
 
 def _leaf_shapes(tree) -> dict[str, tuple]:
@@ -72,7 +81,15 @@ def _leaf_shapes(tree) -> dict[str, tuple]:
 
 
 def check_same_shapes(saved: dict, expected: dict, where: str) -> None:
-  """Raises ConfigError naming the first leaf whose shape differs, or that one side lacks."""
+  """Raises ConfigError for another number of replicas (the leading axis of every leaf), or
+  naming the first leaf whose shape differs, or that one side lacks."""
+  replicas = lambda shapes: shapes.get('step', (None,))[0]
+  if replicas(saved) != replicas(expected):
+    raise ConfigError(
+        f'{where} holds {replicas(saved)} replicas, but this run has {replicas(expected)}: '
+        'resume with the same replicas and sweep, or use a new workdir')
+  saved = {leaf: shape[1:] for leaf, shape in saved.items()}
+  expected = {leaf: shape[1:] for leaf, shape in expected.items()}
   for leaf in [*expected, *(leaf for leaf in saved if leaf not in expected)]:
     if saved.get(leaf) != expected.get(leaf):
       raise ConfigError(
@@ -152,15 +169,15 @@ class Workdir:
         say(f'warning: the checkpoint at step {step} cannot be read ({type(e).__name__}); '
             'trying the one before it')
         continue
-      self.log.truncate_after(int(restored.step))
-      say(f'Resumed from the checkpoint at step {int(restored.step)} in {self.path}')
+      self.log.truncate_after(int(restored.step[0]))
+      say(f'Resumed from the checkpoint at step {int(restored.step[0])} in {self.path}')
       return restored
     raise CheckpointError(
         f'no checkpoint in {self.checkpoints.directory} can be read; move that folder away to '
         'start the run afresh')
 
-  def write_metrics(self, step: int, metrics: dict) -> None:
-    self.log.write(step, metrics)
+  def write_metrics(self, step: int, lines: list[dict]) -> None:
+    self.log.write(step, lines)
 
   def save(self, step: int, state) -> None:
     self.checkpoints.save(step, args=ocp.args.StandardSave(state))

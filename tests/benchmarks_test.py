@@ -49,3 +49,19 @@ def test_suite_measures_every_requested_method_and_bp(tmp_path):
   assert 'Alignment diagnostics every 100 steps: bp' in markdown
   assert f"{model['steps_per_call']} steps per call" in markdown
   assert markdown in result.stdout
+
+
+def test_replica_benchmark_compares_r_replicas_with_one(tmp_path):
+  env = {**os.environ, 'PYTHONPATH': os.pathsep.join(
+      filter(None, [str(REPO), os.environ.get('PYTHONPATH')]))}
+  result = subprocess.run(
+      [sys.executable, 'benchmarks/replicas.py', '--methods=fa', '--batch_sizes=8',
+       '--replicas=2', '--steps=2', '--rounds=1', f'--out={tmp_path}'],
+      capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  rows = json.loads((tmp_path / 'replicas.json').read_text())['rows']
+  assert [(r['replicas'], r['variant']) for r in rows] == [(2, 'single'), (2, 'stacked')]
+  for row in rows:
+    assert row['ratio'] == pytest.approx(row['all_replicas_ms'] / (2 * row['one_replica_ms']))
+    assert row['one_replica_ms'] > 0
+  assert '| fa | 8 | 2 | 33 |' in (tmp_path / 'replicas.md').read_text()

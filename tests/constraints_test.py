@@ -8,6 +8,7 @@ import pytest
 from fajax import constraints
 from fajax.train_state import layer_kernels
 from tests.fixtures import mnist_experiment
+from tests.fixtures import single
 
 
 def _weights():
@@ -42,11 +43,12 @@ def _train(method, num_steps, **overrides):
   experiment = mnist_experiment(method, num_train_steps=num_steps, **overrides)
   rng = np.random.default_rng(0)
   state = experiment.state
-  states = [jax.device_get(state)]
+  states = [single(state)]
   for _ in range(num_steps):
-    images = rng.integers(0, 256, (16, 28, 28, 1), dtype=np.uint8)
-    state, _ = experiment.train_step(state, images, rng.integers(0, 10, 16).astype(np.int32))
-    states.append(jax.device_get(state))
+    images = rng.integers(0, 256, (1, 16, 28, 28, 1), dtype=np.uint8)
+    labels = rng.integers(0, 10, (1, 16)).astype(np.int32)
+    state, _ = experiment.train_step(state, images, labels)
+    states.append(single(state))
   return states
 
 

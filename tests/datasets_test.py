@@ -7,6 +7,7 @@ from fajax import datasets
 from fajax.configs import cifar10_1, imagenet
 from fajax.datasets import cifar10
 from fajax.datasets import imagenet as imagenet_data
+from fajax.errors import ConfigError
 from fajax.errors import DataError
 
 from tests.fixtures import write_cifar10
@@ -133,3 +134,54 @@ def test_epoch_batches_deterministic_per_seed_and_epoch():
   assert not np.array_equal(a, datasets.epoch_batches(1000, 32, seed=0, epoch=4))
   assert a.shape == (31, 32)
   assert len(np.unique(a)) == a.size
+
+
+def _numbered(num_train, num_test):
+  """In-memory data whose image i is filled with the number i, and label i % 10."""
+  images = lambda n, base: np.broadcast_to(
+      (base + np.arange(n, dtype=np.uint8))[:, None, None, None], (n, 2, 2, 1)).copy()
+  labels = lambda n: (np.arange(n) % 10).astype(np.int32)
+  spec = datasets.Spec(10, (2, 2, 1))
+  return datasets.InMemoryDataset(images(num_train, 0), labels(num_train),
+                                  images(num_test, 200), labels(num_test), spec)
+
+
+def test_held_out_validation_split_is_disjoint_from_training():
+  held = _numbered(50, 10).hold_out(12)
+  assert held.num_train == 38
+  trained_on = {int(x) for epoch in range(3)
+                for images, _ in held.train_batches(4, 0, epoch * 9, 9)
+                for x in np.asarray(images)[:, 0, 0, 0]}
+  validated_on = {int(x) for images, _, mask in held.eval_batches(5, split=datasets.VALIDATION)
+                  for x, real in zip(np.asarray(images)[:, 0, 0, 0], mask) if real}
+  tested_on = {int(x) for images, _, mask in held.eval_batches(5)
+               for x, real in zip(np.asarray(images)[:, 0, 0, 0], mask) if real}
+  assert trained_on <= set(range(38)) and len(trained_on) > 30
+  assert validated_on == set(range(38, 50))
+  assert tested_on == set(range(200, 210))
+  with pytest.raises(ConfigError, match='validation_examples=50 must be between 0 and the 50'):
+    _numbered(50, 10).hold_out(50)
+
+
+def test_streamed_validation_split_is_the_last_training_records(tmp_path):
+  write_cifar10(tmp_path)
+  data = datasets.load(_cifar_config(tmp_path))
+  held = data.hold_out(30)
+  assert held.num_train == 70 and len(held.validation_source) == 30
+  validation_labels = np.concatenate([labels[mask > 0] for _, labels, mask in
+                                      held.eval_batches(8, split=datasets.VALIDATION)])
+  np.testing.assert_array_equal(validation_labels,
+                                [data.train_source[i][1] for i in range(70, 100)])
+  trained_labels = np.concatenate([labels for _, labels in held.train_batches(10, 0, 0, 7)])
+  assert sorted(trained_labels) == sorted(data.train_source[i][1] for i in range(70))
+
+
+def test_replica_batches_follow_each_replicas_seed():
+  data = _numbered(40, 4)
+  stacked = list(datasets.replica_batches(data, [3, 5, 3], 4, start_step=2, num_steps=3))
+  assert stacked[0][0].shape == (3, 4, 2, 2, 1)
+  for seed, replica in ((3, 0), (5, 1), (3, 2)):
+    alone = list(data.train_batches(4, seed, 2, 3))
+    for (images, labels), (own_images, own_labels) in zip(stacked, alone):
+      np.testing.assert_array_equal(images[replica], own_images)
+      np.testing.assert_array_equal(labels[replica], own_labels)

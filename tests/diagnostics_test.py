@@ -8,6 +8,7 @@ import pytest
 from fajax import diagnostics
 from fajax.train_state import layer_kernels
 from tests.fixtures import mnist_experiment
+from tests.fixtures import single
 
 
 def _diagnosed_step(method_name, num_steps=1):
@@ -19,10 +20,10 @@ def _diagnosed_step(method_name, num_steps=1):
   labels = rng.integers(0, 10, 16).astype(np.int32)
   state = experiment.state
   for _ in range(num_steps - 1):
-    state, _ = experiment.train_step(state, images, labels)
+    state, _ = experiment.train_step(state, images[None], labels[None])
   before = jax.device_get(state)  # the step donates `state`
-  after, metrics = experiment.diagnose_step(state, images, labels)
-  return before, after, jax.device_get(metrics), (experiment, images, labels)
+  after, metrics = experiment.diagnose_step(state, images[None], labels[None])
+  return single(before), single(after), single(metrics), (experiment, images, labels)
 
 
 LAYERS = ('conv1', 'conv2', 'conv3', 'fc1', 'fc2')
@@ -68,8 +69,9 @@ def test_dfa_measured_against_exact_backprop():
 
 def test_diagnosing_does_not_change_the_step():
   before, after, _, (experiment, images, labels) = _diagnosed_step('fa_usf_init', num_steps=2)
-  plain, _ = experiment.train_step(jax.device_put(before), images, labels)
-  jax.tree.map(np.testing.assert_array_equal, jax.device_get(plain), jax.device_get(after))
+  stacked_before = jax.tree.map(lambda x: jax.device_put(x[None]), before)
+  plain, _ = experiment.train_step(stacked_before, images[None], labels[None])
+  jax.tree.map(np.testing.assert_array_equal, single(plain), after)
 
 
 def test_health_names_the_first_nonfinite_value_in_forward_then_backward_order():

@@ -17,7 +17,7 @@ from fajax import experiment as experiment_lib
 from fajax.configs import mnist
 from fajax.errors import ConfigError
 from fajax.train_state import layer_kernels
-from tests.fixtures import TinyMLP, mnist_experiment, tiny_config, tiny_data
+from tests.fixtures import TinyMLP, mnist_experiment, single, tiny_config, tiny_data
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -25,20 +25,21 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 def test_built_experiment_steps_and_evaluates():
   experiment = mnist_experiment('fa_usf_sn', num_epochs=1)
   assert experiment.steps_per_epoch == 256 // 32 and experiment.total_steps == 8
-  images, labels = next(experiment.data.train_batches(32, 0, start_step=0, num_steps=1))
+  images, labels = next(experiment.train_batches(start_step=0))
+  assert images.shape == (1, 32, 28, 28, 1) and labels.shape == (1, 32)
   state, metrics = experiment.train_step(experiment.state, *experiment.put_batch(images, labels))
-  assert int(state.step) == 1 and np.isfinite(float(metrics['train/loss']))
-  assert int(metrics['health']) == -1
+  assert int(state.step[0]) == 1 and np.isfinite(float(metrics['train/loss'][0]))
+  assert int(metrics['health'][0]) == -1
   evaluated = experiment.evaluate(state)
-  assert 0 <= evaluated['eval/top1_error'] <= 100 and evaluated['eval/loss'] > 0
+  assert 0 <= evaluated['eval/top1_error'][0] <= 100 and evaluated['eval/loss'][0] > 0
   assert experiment.health_checks[0] == 'the output of conv1'
 
 
 def test_network_of_a_state_is_the_nnx_module_that_gives_its_logits():
   experiment = mnist_experiment('dfa')
-  state = experiment.state
+  state = single(experiment.state)
   images = np.asarray(experiment.data.test_images[:4])
-  network = experiment.network(state)
+  network = experiment.network(experiment.state)
   network.eval()
   expected, _ = experiment.model.apply(state, state.params, images, train=False)
   np.testing.assert_allclose(network(experiment.model.preprocess(images)), expected, rtol=1e-6)
@@ -52,8 +53,9 @@ def test_caller_model_and_data_need_no_model_or_dataset_in_the_config():
   assert experiment.caller_objects == {'model': 'tests.fixtures.TinyMLP',
                                        'data': 'fajax.datasets.base.InMemoryDataset'}
   # W and B are the module's own; FA keeps B.
-  np.testing.assert_array_equal(layer_kernels(experiment.state.params, ['fc1'])['fc1'], w)
-  np.testing.assert_array_equal(experiment.state.feedback['fc1'], b)
+  state = single(experiment.state)
+  np.testing.assert_array_equal(layer_kernels(state.params, ['fc1'])['fc1'], w)
+  np.testing.assert_array_equal(state.feedback['fc1'], b)
   metrics = fajax.train(tiny_config('fa'), model=module, data=tiny_data())
   assert metrics['step'] == 8 and 0 <= metrics['eval/top1_error'] <= 100
 
@@ -64,8 +66,8 @@ def test_dfa_wires_a_caller_model_through_its_taps():
   assert list(experiment.state.error_feedback['direct']['matrices']) == ['fc1_from_output']
   # DFA: fc1's signal is B·e from the output, not what reaches it through fc2.
   state, metrics = experiment.diagnose_step(
-      experiment.state, *experiment.put_batch(*next(experiment.data.train_batches(16, 0, 0, 1))))
-  assert jax.device_get(metrics['align/fc1/angle_delta_deg']) > 10
+      experiment.state, *experiment.put_batch(*next(experiment.train_batches(0))))
+  assert single(metrics)['align/fc1/angle_delta_deg'] > 10
 
 
 class NoTaps(nnx.Module):

@@ -2,6 +2,7 @@
 
 import pickle
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -33,6 +34,12 @@ def write_cifar10(root, records_per_file=20, seed=0):
     with open(directory / name, 'wb') as f:
       pickle.dump(batch, f)
   return directory
+
+
+def single(tree):
+  """The first replica of a tree with a leading replica axis (a train state, metrics), on the
+  host."""
+  return jax.tree.map(lambda x: np.asarray(x)[0], jax.device_get(tree))
 
 
 def random_mnist(num_train=256, num_test=64, seed=0):

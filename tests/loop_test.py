@@ -3,13 +3,18 @@
 
 import json
 import pathlib
+import re
 
 import pytest
+from flax import nnx
 
 import fajax
 from fajax import loop
+from fajax import plot
+from fajax import replicas as replicas_lib
 from fajax.configs import mnist
 from fajax.errors import DivergenceError
+from tests.fixtures import TinyMLP, random_mnist, tiny_config, tiny_data
 
 DATA = pathlib.Path(__file__).resolve().parent / 'data'
 
@@ -52,17 +57,64 @@ def test_calls_fill_the_steps_up_to_a_stop(steps_per_call, diagnose, calls):
   assert made == calls
 
 
-def test_divergence_names_the_step_the_check_and_the_kept_checkpoint():
+def test_divergence_is_said_per_replica_and_ends_the_run_only_when_all_diverged():
   checks = ['the output of conv1', 'the loss']
-  loop.check_health([-1, -1], 7, checks, kept_step=None)  # all finite: nothing raised
+  replicas = [replicas_lib.Replica(i, i, {'learning_rate': 0.1}) for i in range(2)]
+  said, reported = [], set()
+  check = lambda steps, codes, kept=None: loop.check_divergence(
+      steps, codes, checks, replicas, reported, kept, said.append)
+  check([-1, -1], [-1, -1])  # all healthy: nothing said or raised
+  check([-1, 8], [-1, 1])
+  check([-1, 8], [-1, 1])  # said once
+  assert said == ['replica 1 (seed 1, learning_rate 0.1) diverged at step 8: NaN or Inf in the '
+                  'loss; it stays frozen there, the others go on']
   with pytest.raises(DivergenceError, match=r'^training diverged at step 8: NaN or Inf in the '
                      r'loss; the last good checkpoint \(step 5\) is kept\. Lower'):
-    loop.check_health([-1, 1, 0], 7, checks, kept_step=5)
+    check([9, 8], [0, 1], kept=5)
   with pytest.raises(DivergenceError, match=r'at step 7: NaN or Inf in the output of conv1; '
                      r'Lower the learning rate'):
-    loop.check_health([0], 7, checks, kept_step=None)
+    loop.check_divergence([7], [0], checks, replicas[:1], set(), None, said.append)
 
 
 def test_durations_read_as_hours_minutes_seconds():
   assert loop.format_duration(0) == '0:00:00'
   assert loop.format_duration(3725.9) == '1:02:05'
+
+
+def _random_mnist_config(**overrides):
+  config = mnist.get_config('bp_noise')  # B has randomness of its own: seeded per replica
+  config.update(num_train_steps=12, log_every_steps=4, steps_per_call=2, eval_batch_size=32,
+                diagnostics=False, **overrides)
+  return config
+
+
+def test_a_replica_is_the_run_of_its_seed():
+  data = random_mnist(num_train=128, num_test=32)
+  together = fajax.train(_random_mnist_config(seed=3, replicas=2), data=data)
+  alone = fajax.train(_random_mnist_config(seed=4), data=data)
+  assert [r['seed'] for r in together['replicas']] == [3, 4]
+  replica, single_run = together['replicas'][1], alone['replicas'][0]
+  for key in ('train/loss', 'eval/loss', 'train/learning_rate'):
+    assert replica[key] == pytest.approx(single_run[key], rel=1e-4), key
+  assert together['replicas'][0]['eval/loss'] != pytest.approx(replica['eval/loss'], rel=1e-4)
+  assert together['eval/loss'] == pytest.approx(
+      (together['replicas'][0]['eval/loss'] + replica['eval/loss']) / 2)
+
+
+def test_a_diverging_replica_is_reported_and_left_out_of_the_means(tmp_path, capsys):
+  config = tiny_config('fa', replicas=2, lr_schedule='constant', num_train_steps=6)
+  config.sweep.learning_rate = (0.05, 1e30)
+  final = fajax.train(config, str(tmp_path), model=TinyMLP(rngs=nnx.Rngs(0)), data=tiny_data())
+  out = capsys.readouterr().out
+  assert out.startswith('4 replicas in one program: seeds 0–1 × learning_rate 0.05, 1e+30\n')
+  assert re.search(r'replica 2 \(seed 0, learning_rate 1e\+30, weight_decay 0\) diverged at '
+                   r'step \d: NaN or Inf in .*; it stays frozen there, the others go on', out)
+  records = final['replicas']
+  assert [('diverged_step' in r) for r in records] == [False, False, True, True]
+  assert records[2]['diverged_in'].startswith('the ')
+  healthy = [r['eval/top1_error'] for r in records[:2]]
+  assert final['eval/top1_error'] == pytest.approx(sum(healthy) / 2)
+  logged = [json.loads(line) for line in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
+  assert {r['replica'] for r in logged if 'diverged_step' in r} == {2, 3}
+  paths = plot.plot([str(tmp_path)], str(tmp_path / 'plots'))  # mean ± std bands
+  assert all(pathlib.Path(p).read_bytes().startswith(b'\x89PNG') for p in paths)

@@ -115,17 +115,46 @@ def test_every_cell_of_the_paper_table_has_a_config():
   assert sum(len(cells) for cells in paper.TABLE.values()) == 42
 
 
-def test_column_runs_cells_and_renders_them_next_to_the_paper(tmp_path, mnist_data_dir,
-                                                              monkeypatch):
+def test_column_chooses_on_validation_and_renders_error_bars_next_to_the_paper(
+    tmp_path, mnist_data_dir, monkeypatch):
   monkeypatch.setenv('FAJAX_DATA_DIR', mnist_data_dir)
-  results = column.run_column('mnist', str(tmp_path), num_train_steps=10,
-                              methods=['bp', 'dfa'])
-  assert set(results) == {'bp', 'dfa'} and results['dfa']['step'] == 10
+  cells = column.run_column('mnist', str(tmp_path), seeds=2,
+                            sweep={'learning_rate': (1e-3, 1e-6)}, validation_examples=5000,
+                            num_train_steps=20, methods=['bp', 'dfa'])
+  assert set(cells) == {'bp', 'dfa'} and cells['dfa']['step'] == 20
+  for cell in cells.values():
+    assert len(cell['replicas']) == 4 and cell['n'] == 2
+    # 20 steps at 1e-6 learn nothing: validation picks 1e-3.
+    assert cell['chosen'] == {'learning_rate': 1e-3, 'weight_decay': 5e-4}
+    assert cell['min'] <= cell['mean'] <= cell['max']
   table = (tmp_path / 'results.md').read_text().splitlines()
-  assert table[0].startswith('| method | paper (%) | measured (%)')
+  assert table[0].startswith('| method | paper (%) | test error (%) mean ± std (n) | min–max')
   rows = {line.split(' | ')[0].lstrip('| '): line for line in table[2:]}
   assert len(rows) == 9
-  assert f"{results['bp']['eval/top1_error']:.2f}" in rows['BP'] and '| 0.8 |' in rows['BP']
+  bp = cells['bp']
+  assert f"| 0.8 | {bp['mean']:.2f} ± {bp['std']:.2f} (2) |" in rows['BP']
+  assert '| learning_rate 0.001 |' in rows['BP'] and '✗ outside' in rows['BP']
   assert 'not run' in rows['DenseFA'] and 'not run' not in rows['DFA']
+  assert (tmp_path / 'results.png').read_bytes().startswith(b'\x89PNG')
   with pytest.raises(ConfigError, match='bp_const not in the mnist column'):
     column.run_column('mnist', str(tmp_path), methods=['bp_const'])
+  with pytest.raises(ConfigError, match='a sweep chooses on a validation split'):
+    column.run_column('mnist', str(tmp_path), sweep={'learning_rate': (1e-3, 1e-2)},
+                      validation_examples=0)
+
+
+def test_column_cells_split_over_array_tasks_collect_into_one_table(tmp_path, mnist_data_dir,
+                                                                     monkeypatch):
+  monkeypatch.setenv('FAJAX_DATA_DIR', mnist_data_dir)
+  # Task 1 of 8 takes the cells 1 and 9 of the column's nine: BP + Noise alone.
+  cells = column.run_column('mnist', str(tmp_path), num_train_steps=4, validation_examples=0,
+                            task=1, tasks=8)
+  assert list(cells) == ['bp_noise']
+  assert (tmp_path / 'bp_noise' / 'cell.json').exists()
+  column.run_column('mnist', str(tmp_path), num_train_steps=4, validation_examples=0,
+                    methods=['bp'])
+  assert set(column.collect('mnist', str(tmp_path))) == {'bp', 'bp_noise'}
+  rows = (tmp_path / 'results.md').read_text()
+  assert '| BP + Noise | 0.8 |' in rows and '| BP | 0.8 |' in rows and 'not run' in rows
+  with pytest.raises(ConfigError, match='task 8 is not one of the 8 tasks'):
+    column.run_column('mnist', str(tmp_path), task=8, tasks=8)

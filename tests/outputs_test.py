@@ -35,7 +35,7 @@ def _tensorboard_scalars(workdir):
   from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
 
   scalars = {}
-  for path in sorted((pathlib.Path(workdir) / 'tensorboard').iterdir()):
+  for path in sorted((pathlib.Path(workdir) / 'tensorboard' / 'replica_0').iterdir()):
     data = path.read_bytes()
     offset = 0
     while offset < len(data):

@@ -98,9 +98,10 @@ def test_large_parameters_are_split_over_the_batch_axis_on_request():
   from fajax import sharding  # pylint: disable=g-import-not-at-top
 
   mesh = sharding.make_mesh()
-  leaves = {'big': jax.ShapeDtypeStruct((1024, 512), np.float32),
-            'small': jax.ShapeDtypeStruct((84, 10), np.float32)}
+  # Leaves of a train state: a leading replica axis, never split.
+  leaves = {'big': jax.ShapeDtypeStruct((4, 1024, 512), np.float32),
+            'small': jax.ShapeDtypeStruct((4, 84, 10), np.float32)}
   split = sharding.state_shardings(mesh, leaves, shard_large_params=True)
-  assert split['big'].spec == P(sharding.BATCH_AXIS) and split['small'].spec == P()
+  assert split['big'].spec == P(None, sharding.BATCH_AXIS) and split['small'].spec == P()
   kept = sharding.state_shardings(mesh, leaves, shard_large_params=False)
   assert kept['big'].spec == P()

@@ -24,10 +24,11 @@ def _setup(method, stacked=False, **overrides):
 
 
 def _batches(num_steps, batch_size=32):
+  """Random MNIST-shaped batches of the one replica: [1, batch, ...]."""
   rng = np.random.default_rng(0)
   for _ in range(num_steps):
-    images = rng.integers(0, 256, (batch_size, 28, 28, 1), dtype=np.uint8)
-    yield images, rng.integers(0, 10, batch_size).astype(np.int32)
+    images = rng.integers(0, 256, (1, batch_size, 28, 28, 1), dtype=np.uint8)
+    yield images, rng.integers(0, 10, (1, batch_size)).astype(np.int32)
 
 
 def test_fa_keeps_b_bit_identical_under_momentum_and_weight_decay():
@@ -83,10 +84,10 @@ def test_train_step_learns_a_separable_batch():
   _, state, step = _setup('fa_usf_sn', weight_decay=0.0, learning_rate=0.05, lr_schedule='constant')
   losses = []
   for _ in range(40):
-    state, metrics = step(state, images, labels)
-    losses.append(float(metrics['train/loss']))
+    state, metrics = step(state, images[None], labels[None])
+    losses.append(float(metrics['train/loss'][0]))
   assert losses[-1] < 0.5 * losses[0]
-  assert int(state.step) == 40
+  assert int(state.step[0]) == 40
 
 
 @pytest.mark.parametrize('method', sorted(methods.METHODS))
@@ -94,7 +95,8 @@ def test_every_method_trains_a_step_to_finite_values(method):
   _, state, step = _setup(method)
   for images, labels in _batches(2):
     state, metrics = step(state, images, labels)
-  assert np.isfinite(float(metrics['train/loss']))
+  assert np.isfinite(float(metrics['train/loss'][0]))
+  assert int(state.diverged_step[0]) == -1
   for tree in (state.params, state.feedback):
     assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(tree))
 
@@ -108,9 +110,9 @@ def test_stacked_steps_match_single_steps():
   for i in range(4):
     state, metrics = step(state, images[i], labels[i])
     losses.append(metrics['train/loss'])
-  assert stacked_metrics['train/loss'].shape == (4,)
+  assert stacked_metrics['train/loss'].shape == (4, 1)
   np.testing.assert_allclose(stacked_metrics['train/loss'], losses, rtol=1e-5)
-  assert int(stacked_state.step) == 4
+  assert int(stacked_state.step[0]) == 4
   jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-4, atol=1e-6),
                stacked_state.params, state.params)
 
@@ -122,8 +124,8 @@ def test_bfloat16_compute_runs_every_product_in_bfloat16_and_keeps_the_state_flo
       'lenet5': (None, (28, 28, 1)),
       'cifar_convnet_bn': (datasets.InMemoryDataset.random(cifar10.SPEC, (32, 32, 3), 64, 8), (32, 32, 3))}[model]
   rng = np.random.default_rng(0)
-  images = rng.integers(0, 256, (4, *raw_shape), dtype=np.uint8)
-  labels = rng.integers(0, 10, 4).astype(np.int32)
+  images = rng.integers(0, 256, (1, 4, *raw_shape), dtype=np.uint8)
+  labels = rng.integers(0, 10, (1, 4)).astype(np.int32)
   losses = {}
   for dtype in ('float32', 'bfloat16'):
     experiment = mnist_experiment(method, data=data, model=model, compute_dtype=dtype,
@@ -140,7 +142,7 @@ def test_bfloat16_compute_runs_every_product_in_bfloat16_and_keeps_the_state_flo
     state_dtypes = dtypes(state)
     new_state, metrics = step(state, images, labels)
     assert dtypes(new_state) == state_dtypes
-    losses[dtype] = float(metrics['train/loss'])
+    losses[dtype] = float(metrics['train/loss'][0])
   assert losses['bfloat16'] == pytest.approx(losses['float32'], rel=2e-2)
   assert losses['bfloat16'] != losses['float32']
 
@@ -153,7 +155,54 @@ def test_donated_feedback_is_rewritten_in_place_not_copied(method):
   images, labels = next(_batches(1))
   text = experiment.train_step.lower(experiment.state, images, labels).compile().as_text()
   entry = text[text.index('\nENTRY'):]
-  feedback = set(re.findall(r'%(state_feedback\S*) = \S+ parameter\(\d+\)', entry))
+  feedback = set(re.findall(r'%(states_feedback\S*) = \S+ parameter\(\d+\)', entry))
   assert len(feedback) >= 4  # every B but the first layer's (no gradient flows past it)
   copied = set(re.findall(r'copy\(%(\S+?)\)', entry))
   assert not feedback & copied
+
+
+def _same_batch_for(replicas, batch_size=16):
+  images, labels = next(_batches(1, batch_size))
+  return np.repeat(images, replicas, axis=0), np.repeat(labels, replicas, axis=0)
+
+
+def test_replicas_take_their_own_learning_rate_and_weight_decay():
+  # Four replicas of one seed: the same W and batch, so their first SGD updates differ only by
+  # their hyper-parameters: ΔW = -lr·(g + wd·W) on kernels, -lr·g on biases.
+  experiment = mnist_experiment('bp', optimizer='sgd', momentum=0.0, lr_schedule='constant',
+                                sweep=dict(learning_rate=(0.01, 0.03), weight_decay=(0.0, 0.5)))
+  assert [(r.seed, r.hyperparams['learning_rate'], r.hyperparams['weight_decay'])
+          for r in experiment.replicas] == [(0, 0.01, 0.0), (0, 0.01, 0.5), (0, 0.03, 0.0),
+                                            (0, 0.03, 0.5)]
+  before = jax.device_get(experiment.state.params)
+  state, _ = experiment.train_step(experiment.state, *_same_batch_for(4))
+  delta = jax.tree.map(lambda new, old: np.asarray(new, np.float64) - old,
+                       jax.device_get(state.params), before)
+  w, b = before['fc1']['kernel'][0], delta['fc1']['bias']
+  # ΔW is read as a difference of float32 weights of ≈ 0.1: about 1e-8 of rounding.
+  close = functools.partial(np.testing.assert_allclose, rtol=1e-3, atol=3e-8)
+  close(delta['fc1']['kernel'][2], 3 * delta['fc1']['kernel'][0])
+  close(delta['fc1']['kernel'][1] - delta['fc1']['kernel'][0], -0.01 * 0.5 * w)
+  close(delta['fc1']['kernel'][3] - delta['fc1']['kernel'][2], -0.03 * 0.5 * w)
+  close(b[1], b[0])  # no decay on biases
+  close(b[2], 3 * b[0])
+
+
+def test_a_diverging_replica_is_frozen_and_the_others_go_on():
+  experiment = mnist_experiment('fa', optimizer='sgd', lr_schedule='constant',
+                                sweep=dict(learning_rate=(0.01, 1e9)))
+  state, history = experiment.state, []
+  for _ in range(4):
+    state, _ = experiment.train_step(state, *_same_batch_for(2))
+    history.append(jax.device_get(state))
+  diverged_at = int(history[-1].diverged_step[1])
+  assert int(history[-1].diverged_step[0]) == -1 and 1 <= diverged_at <= 3
+  assert experiment.health_checks[int(history[-1].diverged_check[1])]
+  frozen = history[diverged_at - 1]  # the state after the step that diverged: the one before
+  for later in history[diverged_at - 1:]:
+    np.testing.assert_array_equal(later.params['conv1']['kernel'][1],
+                                  frozen.params['conv1']['kernel'][1])
+    assert int(later.step[1]) == int(later.step[0])  # the step counter goes on
+  assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(history[-1].params))
+  assert not np.array_equal(history[-1].params['conv1']['kernel'][0],
+                            history[-2].params['conv1']['kernel'][0])

@@ -20,6 +20,7 @@ def test_kernels_by_layer_name_round_trip():
 
 def test_bp_state_holds_b_equal_to_w_in_buffers_of_its_own():
   state = mnist_experiment('bp').state
+  assert state.feedback['fc2'].shape == (1, 84, 10)  # the one replica's axis first
   kernels = layer_kernels(state.params, state.feedback)
   assert list(state.feedback) == ['conv1', 'conv2', 'conv3', 'fc1', 'fc2']
   for layer, b in state.feedback.items():

@@ -1,6 +1,7 @@
 """A run's folder: config.json with the caller's objects, resuming, and the metrics log."""
 
 import json
+import shutil
 
 import pytest
 from flax import nnx
@@ -32,6 +33,10 @@ def test_a_caller_model_run_records_it_and_resumes_only_with_a_model_of_its_shap
                      r'\(32,\): resume with the model that wrote it'):
     _train(tmp_path, TinyMLP(hidden=32, rngs=nnx.Rngs(0)), num_train_steps=12)
 
+  with pytest.raises(ConfigError, match=r'the checkpoint at step 8 in .* holds 1 replicas, but '
+                     r'this run has 2: resume with the same replicas and sweep'):
+    _train(tmp_path, TinyMLP(rngs=nnx.Rngs(0)), num_train_steps=12, replicas=2)
+
   capsys.readouterr()
   resumed = _train(tmp_path, TinyMLP(rngs=nnx.Rngs(5)), num_train_steps=12)
   assert 'Resumed from the checkpoint at step 8' in capsys.readouterr().out
@@ -52,11 +57,28 @@ def test_a_config_model_run_does_not_resume_with_a_caller_model(tmp_path):
 def test_metrics_log_drops_lines_past_a_step_and_appends(tmp_path):
   log = MetricsLog(str(tmp_path))
   for step in (10, 20, 30):
-    log.write(step, {'train/loss': step / 10})
+    log.write(step, [{'replica': r, 'train/loss': step / 10 + r} for r in (0, 1)])
   log.truncate_after(20)
-  log.write(30, {'train/loss': 9.0})
+  log.write(30, [{'replica': 0, 'train/loss': 9.0}])
   log.close()
   lines = [json.loads(line) for line in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
-  assert lines == [{'step': 10, 'train/loss': 1.0}, {'step': 20, 'train/loss': 2.0},
-                   {'step': 30, 'train/loss': 9.0}]
-  assert list((tmp_path / 'tensorboard').iterdir())
+  assert lines == [{'step': 10, 'replica': 0, 'train/loss': 1.0},
+                   {'step': 10, 'replica': 1, 'train/loss': 2.0},
+                   {'step': 20, 'replica': 0, 'train/loss': 2.0},
+                   {'step': 20, 'replica': 1, 'train/loss': 3.0},
+                   {'step': 30, 'replica': 0, 'train/loss': 9.0}]
+  # TensorBoard: each replica is a run of its own.
+  assert sorted(p.name for p in (tmp_path / 'tensorboard').iterdir()) == ['replica_0',
+                                                                          'replica_1']
+
+
+def test_a_run_of_replicas_resumes_to_the_uninterrupted_result(tmp_path):
+  sweep = dict(learning_rate=(0.05, 0.2))
+  make = lambda: TinyMLP(rngs=nnx.Rngs(0))
+  full = _train(tmp_path, make(), replicas=2, sweep=sweep)
+  log = (tmp_path / 'metrics.jsonl').read_text()
+  assert {json.loads(line)['replica'] for line in log.splitlines()} == {0, 1, 2, 3}
+  shutil.rmtree(tmp_path / 'checkpoints' / '8')  # as if killed between steps 4 and 8
+  resumed = _train(tmp_path, make(), replicas=2, sweep=sweep)
+  assert resumed == full
+  assert (tmp_path / 'metrics.jsonl').read_text() == log

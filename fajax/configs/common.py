@@ -68,4 +68,13 @@ def get_config() -> ml_collections.ConfigDict:
   config.checkpoints_to_keep = 2
 
   config.seed = 0
+  # Independent models trained together, as one program (fajax.replicas): replica r of each
+  # setting uses seed `seed + r` for W, B, the rule's randomness and the batch order.
+  config.replicas = 1
+  # Hyper-parameters swept in the same program, crossed with the seeds: each field lists its
+  # values (--config.sweep.learning_rate='(3e-4, 1e-3)'); an empty tuple is not swept.
+  config.sweep = ml_collections.ConfigDict(dict(learning_rate=(), weight_decay=()))
+  # Hold out the last N training examples as a validation split, evaluated beside the test
+  # split; 0: no validation split. Choose hyper-parameters on it, never on the test split.
+  config.validation_examples = 0
   return config

@@ -21,8 +21,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fajax.errors import ConfigError
+
 
 DATA_DIR_ENV = 'FAJAX_DATA_DIR'
+TEST = 'test'
+VALIDATION = 'validation'
 
 
 def data_dir(config) -> str:
@@ -39,6 +43,27 @@ def epoch_batches(num_examples: int, batch_size: int, seed: int, epoch: int) -> 
   permutation = np.random.default_rng([seed, epoch]).permutation(num_examples)
   steps = num_examples // batch_size
   return permutation[: steps * batch_size].reshape(steps, batch_size).astype(np.int32)
+
+
+def _check_hold_out(examples: int, num_train: int) -> None:
+  if not 0 < examples < num_train:
+    raise ConfigError(f'validation_examples={examples} must be between 0 and the '
+                      f'{num_train} training examples')
+
+
+def replica_batches(data, seeds, batch_size, start_step, num_steps, shard_index=0,
+                    shard_count=1) -> Iterator[tuple]:
+  """(images, labels) of each step for every replica, stacked on a leading replica axis.
+
+  Replica i reads the batches of `seeds[i]`; replicas that share a seed share one stream.
+  """
+  unique = sorted(set(int(s) for s in seeds))
+  streams = [data.train_batches(batch_size, seed, start_step, num_steps, shard_index,
+                                shard_count) for seed in unique]
+  order = [unique.index(int(s)) for s in seeds]
+  for batches in zip(*streams):
+    stack = np.stack if isinstance(batches[0][0], np.ndarray) else jnp.stack
+    yield tuple(stack([batches[k][part] for k in order]) for part in (0, 1))
 
 
 def _padded_ranges(n: int, batch_size: int):
@@ -75,9 +100,10 @@ class Dataset(Protocol):
     them, with labels int32 in [0, num_classes). Each process takes rows
     `[shard_index·b/shard_count, (shard_index+1)·b/shard_count)` of every global batch b. For an
     exact resume, the batch of step s must depend only on (seed, s).
-  - `eval_batches(batch_size)`: (images, labels, mask) covering the evaluation split once,
-    every batch `batch_size` rows, the last one padded; mask is 1 for real examples, 0 for
-    padding.
+  - `eval_batches(batch_size)`: (images, labels, mask) covering the test split once, every
+    batch `batch_size` rows, the last one padded; mask is 1 for real examples, 0 for padding.
+  - For `config.validation_examples`: `hold_out(n)`, the dataset with its last n training
+    examples moved to a validation split, and `eval_batches(batch_size, split='validation')`.
   Arrays may be NumPy or JAX arrays.
   """
 
@@ -100,13 +126,15 @@ def _gather(images, labels, batches, index):
 
 @dataclasses.dataclass(frozen=True)
 class InMemoryDataset:
-  """Raw train and test splits as arrays."""
+  """Raw train and test splits as arrays, and a validation split once `hold_out` made one."""
 
   train_images: np.ndarray
   train_labels: np.ndarray
   test_images: np.ndarray
   test_labels: np.ndarray
   spec: Spec
+  validation_images: np.ndarray | None = None
+  validation_labels: np.ndarray | None = None
 
   @classmethod
   def random(cls, spec: Spec, raw_shape: tuple[int, ...], num_train: int, num_test: int,
@@ -133,6 +161,17 @@ class InMemoryDataset:
         test_labels=self.test_labels[test],
     )
 
+  def hold_out(self, examples: int) -> 'InMemoryDataset':
+    """The last `examples` training examples become the validation split; training keeps the
+    rest."""
+    _check_hold_out(examples, self.num_train)
+    keep = self.num_train - examples
+    return dataclasses.replace(
+        self,
+        train_images=self.train_images[:keep], train_labels=self.train_labels[:keep],
+        validation_images=self.train_images[keep:], validation_labels=self.train_labels[keep:],
+    )
+
   def train_batches(
       self, batch_size, seed, start_step, num_steps, shard_index=0, shard_count=1
   ) -> Iterator[tuple[jax.Array, jax.Array]]:
@@ -150,9 +189,13 @@ class InMemoryDataset:
         batches = jax.device_put(batches[:, shard])
       yield _gather(images, labels, batches, index)
 
-  def eval_batches(self, batch_size) -> Iterator[tuple[jax.Array, jax.Array, np.ndarray]]:
-    images, labels = jax.device_put(self.test_images), jax.device_put(self.test_labels)
-    for idx, mask in _padded_ranges(len(self.test_labels), batch_size):
+  def eval_batches(self, batch_size, split: str = TEST
+                   ) -> Iterator[tuple[jax.Array, jax.Array, np.ndarray]]:
+    """Padded batches of the test split, or of the validation split `hold_out` made."""
+    arrays = {TEST: (self.test_images, self.test_labels),
+              VALIDATION: (self.validation_images, self.validation_labels)}[split]
+    images, labels = map(jax.device_put, arrays)
+    for idx, mask in _padded_ranges(len(labels), batch_size):
       yield images[idx], labels[idx], mask
 
 
@@ -171,6 +214,7 @@ class GrainDataset:
   eval_transform: Callable[[np.ndarray], np.ndarray]
   num_threads: int = 4
   prefetch: int = 8
+  validation_source: object | None = None
 
   @property
   def num_train(self) -> int:
@@ -178,12 +222,21 @@ class GrainDataset:
 
   def take(self, train_examples: int, test_examples: int) -> 'GrainDataset':
     """The first examples of each split; 0 keeps the whole split."""
-    first = lambda source, n: _Slice(source, min(n, len(source))) if n else source
+    first = lambda source, n: _Slice(source, 0, min(n, len(source))) if n else source
     return dataclasses.replace(
         self,
         train_source=first(self.train_source, train_examples),
         test_source=first(self.test_source, test_examples),
     )
+
+  def hold_out(self, examples: int) -> 'GrainDataset':
+    """The last `examples` training records become the validation split (read like the test
+    split, without augmentation); training keeps the rest."""
+    _check_hold_out(examples, self.num_train)
+    keep = self.num_train - examples
+    return dataclasses.replace(
+        self, train_source=_Slice(self.train_source, 0, keep),
+        validation_source=_Slice(self.train_source, keep, self.num_train))
 
   def _read_options(self):
     return grain.ReadOptions(num_threads=self.num_threads, prefetch_buffer_size=self.prefetch)
@@ -216,8 +269,11 @@ class GrainDataset:
     )
     yield from dataset.to_iter_dataset(self._read_options())
 
-  def eval_batches(self, batch_size) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    source, transform = self.test_source, self.eval_transform
+  def eval_batches(self, batch_size, split: str = TEST
+                   ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Padded batches of the test split, or of the validation split `hold_out` made."""
+    source = {TEST: self.test_source, VALIDATION: self.validation_source}[split]
+    transform = self.eval_transform
 
     def read(batch):
       idx, mask = batch
@@ -230,10 +286,10 @@ class GrainDataset:
 
 
 class _Slice:
-  """The first n records of a random-access source."""
+  """Records [start, stop) of a random-access source."""
 
-  def __init__(self, source, n):
-    self.source, self.n = source, n
+  def __init__(self, source, start, stop):
+    self.source, self.start, self.n = source, start, stop - start
 
   def __len__(self):
     return self.n
@@ -241,4 +297,4 @@ class _Slice:
   def __getitem__(self, i):
     if not 0 <= i < self.n:
       raise IndexError(i)
-    return self.source[i]
+    return self.source[self.start + i]
