@@ -126,9 +126,20 @@ def replica_step(state: TrainState, images, labels, **step_args) -> tuple[TrainS
   ), metrics
 
 
+def _over_replicas(fn, *args, in_axes=0):
+  """`jax.vmap(fn)` over the replicas; one replica runs `fn` itself on the slices, which XLA
+  compiles as the plain step (vmap of size 1 still changes its fusions: +5–20% on LeNet-5)."""
+  if jax.tree.leaves(args[0])[0].shape[0] > 1:
+    return jax.vmap(fn, in_axes=in_axes)(*args)
+  axes = in_axes if isinstance(in_axes, tuple) else (in_axes,) * len(args)
+  first = lambda tree, axis: tree if axis is None else jax.tree.map(lambda x: x[0], tree)
+  out = fn(*(first(arg, axis) for arg, axis in zip(args, axes)))
+  return jax.tree.map(lambda x: x[None], out)
+
+
 def train_replicas(states: TrainState, images: jax.Array, labels: jax.Array, **step_args):
   """`replica_step` of every replica (the leading axis of states, images and labels)."""
-  return jax.vmap(functools.partial(replica_step, **step_args))(states, images, labels)
+  return _over_replicas(functools.partial(replica_step, **step_args), states, images, labels)
 
 
 def train_replicas_stacked(states: TrainState, images: jax.Array, labels: jax.Array,
@@ -149,5 +160,5 @@ def eval_step(state: TrainState, images, labels, mask, *, model: Model) -> dict:
 
 def eval_replicas(states: TrainState, images, labels, mask, *, model: Model) -> dict:
   """`eval_step` of every replica on the same batch; sums with a leading replica axis."""
-  return jax.vmap(functools.partial(eval_step, model=model), in_axes=(0, None, None, None))(
-      states, images, labels, mask)
+  return _over_replicas(functools.partial(eval_step, model=model), states, images, labels,
+                        mask, in_axes=(0, None, None, None))
