@@ -128,7 +128,8 @@ def replica_step(state: TrainState, images, labels, **step_args) -> tuple[TrainS
 
 def _over_replicas(fn, *args, in_axes=0):
   """`jax.vmap(fn)` over the replicas; one replica runs `fn` itself on the slices, which XLA
-  compiles as the plain step (vmap of size 1 still changes its fusions: +5–20% on LeNet-5)."""
+  compiles as the plain step (a vmap of size 1 measured 5–20% slower on LeNet-5 in two runs,
+  BUILD_NOTES.md "Session 6")."""
   if jax.tree.leaves(args[0])[0].shape[0] > 1:
     return jax.vmap(fn, in_axes=in_axes)(*args)
   axes = in_axes if isinstance(in_axes, tuple) else (in_axes,) * len(args)
