@@ -12,6 +12,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from fajax import datasets
 from fajax import host_memory
 from fajax import replicas as replicas_lib
 from fajax import workdir as workdir_lib
@@ -60,11 +61,6 @@ def _fetch_per_step(per_call: list[dict], num_replicas: int) -> dict:
   fetched = jax.device_get(per_call)
   return {k: np.concatenate([np.reshape(m[k], (-1, num_replicas)) for m in fetched])
           for k in fetched[0]}
-
-
-def _stack(batches):
-  stack = np.stack if isinstance(batches[0], np.ndarray) else jax.numpy.stack
-  return stack(batches)
 
 
 def format_duration(seconds: float) -> str:
@@ -152,8 +148,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | None = None, *, mode
         state, metrics = step_fn(state, *experiment.put_batch(*next(batches)))
       else:
         images, labels = zip(*(next(batches) for _ in range(count)))
-        state, metrics = experiment.train_steps(
-            state, *experiment.put_batch(_stack(images), _stack(labels), stacked=True))
+        stacked = experiment.put_batch(datasets.stack_arrays(images),
+                                       datasets.stack_arrays(labels), stacked=True)
+        state, metrics = experiment.train_steps(state, *stacked)
       pending.append({k: metrics[k] for k in ('train/loss', 'train/top1_error')})
       step += count
       if step < stop:

@@ -7,7 +7,7 @@ from fajax.datasets import imagenet
 from fajax.datasets import mnist
 from fajax.datasets.base import (
     DATA_DIR_ENV, TEST, VALIDATION, Dataset, GrainDataset, InMemoryDataset, Spec, data_dir,
-    epoch_batches, replica_batches
+    epoch_batches, replica_batches, stack_arrays
 )
 
 LOADERS = {
@@ -25,5 +25,5 @@ def load(config: ml_collections.ConfigDict) -> InMemoryDataset | GrainDataset:
 
 __all__ = [
     'DATA_DIR_ENV', 'Dataset', 'GrainDataset', 'InMemoryDataset', 'LOADERS', 'Spec', 'TEST',
-    'VALIDATION', 'data_dir', 'epoch_batches', 'load', 'replica_batches',
+    'VALIDATION', 'data_dir', 'epoch_batches', 'load', 'replica_batches', 'stack_arrays',
 ]

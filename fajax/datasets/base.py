@@ -51,6 +51,11 @@ def _check_hold_out(examples: int, num_train: int) -> None:
                       f'{num_train} training examples')
 
 
+def stack_arrays(arrays):
+  """NumPy arrays stacked by NumPy (on the host), device arrays by JAX (on the device)."""
+  return (np.stack if isinstance(arrays[0], np.ndarray) else jnp.stack)(arrays)
+
+
 def replica_batches(data, seeds, batch_size, start_step, num_steps, shard_index=0,
                     shard_count=1) -> Iterator[tuple]:
   """(images, labels) of each step for every replica, stacked on a leading replica axis.
@@ -62,8 +67,7 @@ def replica_batches(data, seeds, batch_size, start_step, num_steps, shard_index=
                                 shard_count) for seed in unique]
   order = [unique.index(int(s)) for s in seeds]
   for batches in zip(*streams):
-    stack = np.stack if isinstance(batches[0][0], np.ndarray) else jnp.stack
-    yield tuple(stack([batches[k][part] for k in order]) for part in (0, 1))
+    yield tuple(stack_arrays([batches[k][part] for k in order]) for part in (0, 1))
 
 
 def _padded_ranges(n: int, batch_size: int):
