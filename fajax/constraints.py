@@ -16,10 +16,13 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from fajax.errors import ConfigError
 from fajax.rules import frobenius_norm
 
 PyTree = Any
 SIGN_FLOOR = 1e-10
+# How E/I treats a weight that an update would carry across zero.
+SIGN_CROSSINGS = ('floor', 'reflect')
 
 
 class WeightConstraint(NamedTuple):
@@ -31,15 +34,33 @@ class SignState(NamedTuple):
   positive: PyTree  # W_0 ≥ 0, as booleans: a quarter of the memory traffic of ±1 floats
 
 
-def fixed_signs(floor: float = SIGN_FLOOR) -> WeightConstraint:
-  """E/I: W ← s·max(s·W, ε), s = sign(W_0) (+1 where W_0 is 0): no weight ever changes sign."""
+def fixed_signs(floor: float = SIGN_FLOOR, crossing: str = 'floor',
+                free_layers: tuple[str, ...] = ()) -> WeightConstraint:
+  """E/I: no weight of a constrained layer ever changes sign; s = sign(W_0) (+1 where W_0 is 0).
+
+  `crossing` 'floor': W ← s·max(s·W, ε), so a weight pushed across zero stops at ±ε;
+  'reflect': W ← s·|W|, so it bounces back by as much as it overshot and stays in use. Layers
+  named in `free_layers` (keys of the kernel dict) are left unconstrained.
+  """
+  if crossing not in SIGN_CROSSINGS:
+    raise ConfigError(f"unknown sign_crossing '{crossing}'; choose one of: "
+                      f"{', '.join(SIGN_CROSSINGS)}")
+
+  def project(w, positive):
+    if crossing == 'reflect':
+      return jnp.where(positive, jnp.abs(w), -jnp.abs(w))
+    return jnp.where(positive, jnp.maximum(w, floor), jnp.minimum(w, -floor))
 
   def init(weights):
-    return SignState(jax.tree.map(lambda w: w >= 0, weights))
+    unknown = sorted(set(free_layers) - set(weights))
+    if unknown:
+      raise ConfigError(f"sign_free_layers names {', '.join(unknown)}, not a layer of the model; "
+                        f"its layers: {', '.join(sorted(weights))}")
+    return SignState({layer: w >= 0 for layer, w in weights.items() if layer not in free_layers})
 
   def apply(weights, state):
-    project = lambda w, positive: jnp.where(positive, jnp.maximum(w, floor), jnp.minimum(w, -floor))
-    return jax.tree.map(project, weights, state.positive)
+    return {layer: project(w, state.positive[layer]) if layer in state.positive else w
+            for layer, w in weights.items()}
 
   return WeightConstraint(init, apply)
 

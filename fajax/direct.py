@@ -27,6 +27,7 @@ import contextlib
 import math
 import zlib
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -42,6 +43,17 @@ OUTPUT = 'output'
 
 class ErrorFeedback(nnx.Variable):
   """Fixed random matrices that carry error signals past layers (DFA, DenseFA)."""
+
+
+class Tap(NamedTuple):
+  """One `activate` call, h = act(a): its layer, a's shape and h's shape (per example).
+
+  δ lives at a (probes, and the signal DenseFA sends from this layer); a skipped error signal
+  enters at h. They differ when `act` includes pooling: the error then enters after pooling.
+  """
+  layer: str
+  pre_activation: tuple[int, ...]
+  output: tuple[int, ...]
 
 
 def layer_sources(mode: str, layers: Sequence[str]) -> dict[str, tuple[str, ...]]:
@@ -67,16 +79,19 @@ def matrix_name(layer: str, source: str) -> str:
   return f'{layer}_from_{source}'
 
 
+def _source_sizes(taps: Sequence[Tap], num_outputs: int) -> dict[str, int]:
+  """Size of the signal each source sends: δ at a layer's pre-activation, e at the output."""
+  return {**{tap.layer: math.prod(tap.pre_activation) for tap in taps}, OUTPUT: num_outputs}
+
+
 def plan_matrices(
-    sources: dict[str, tuple[str, ...]],
-    layer_shapes: Sequence[tuple[str, tuple[int, ...]]],
-    num_outputs: int,
+    sources: dict[str, tuple[str, ...]], taps: Sequence[Tap], num_outputs: int
 ) -> dict[str, tuple[int, int]]:
-  """Name → (source size, layer size) of every long-range matrix that `sources` needs."""
-  sizes = {name: math.prod(shape) for name, shape in layer_shapes}
-  sizes[OUTPUT] = num_outputs
+  """Name → (source size, entry size) of every long-range matrix that `sources` needs."""
+  source_sizes = _source_sizes(taps, num_outputs)
+  entry_sizes = {tap.layer: math.prod(tap.output) for tap in taps}
   return {
-      matrix_name(layer, source): (sizes[source], sizes[layer])
+      matrix_name(layer, source): (source_sizes[source], entry_sizes[layer])
       for layer, layer_sources_ in sources.items()
       for source in layer_sources_
       if source != ADJACENT
@@ -108,7 +123,7 @@ def _tap_bwd(act, layer, sources, residuals, cotangents):
   ]
   signal = sum(terms[1:], terms[0]) / math.sqrt(len(terms))
   _, act_vjp = jax.vjp(act, a)
-  (delta,) = act_vjp(signal.reshape(a.shape).astype(a.dtype))
+  (delta,) = act_vjp(signal.reshape(ct_h.shape).astype(a.dtype))
   ct_carrier = dict(ct_carrier)
   if layer in ct_carrier:  # a layer below reads this layer's δ
     ct_carrier[layer] = delta.reshape(batch, -1)
@@ -135,7 +150,7 @@ class Path:
 
   def activate(self, layer: str, a: jax.Array, act: Callable[[jax.Array], jax.Array]):
     if self.record is not None:
-      self.record.append((layer, tuple(a.shape[1:])))
+      self.record.append(Tap(layer, a.shape[1:], jax.eval_shape(act, a).shape[1:]))
     if self.probes is not None:
       a = a + self.probes[layer]
     if self.finite_checks is not None:
@@ -164,9 +179,10 @@ class DirectFeedback(nnx.Module):
 
   `sources` maps each hidden layer (in forward order) to where its signal comes from (see
   `layer_sources`); left empty, every layer takes the ordinary path and nothing is allocated.
-  Each matrix B_{l,k} is fixed, N(0, 1/size_l) with size_l the number of units of layer l
-  (entries of scale 1/√size_l, so B·e keeps the scale of e), drawn from a key that depends only
-  on its name, so the same matrix appears in every mode that uses it.
+  `taps` are the model's `Tap`s, in forward order. Each matrix B_{l,k} is fixed,
+  N(0, 1/size_l) with size_l the number of entries where layer l's signal enters (entries of
+  scale 1/√size_l, so B·e keeps the scale of e), drawn from a key that depends only on its name,
+  so the same matrix appears in every mode that uses it.
 
   `shape_record`, `probes` and `finite_checks` are what `instrumented` hands the forward pass
   (see there); they are None outside it.
@@ -175,16 +191,16 @@ class DirectFeedback(nnx.Module):
   def __init__(
       self,
       sources: dict[str, tuple[str, ...]] | None = None,
-      layer_shapes: Sequence[tuple[str, tuple[int, ...]]] = (),
+      taps: Sequence[Tap] = (),
       num_outputs: int = 0,
       *,
       rngs: nnx.Rngs | None = None,
   ):
     self.sources = dict(sources or {})
     self.active = any(s != (ADJACENT,) for s in self.sources.values())
-    plan = plan_matrices(self.sources, layer_shapes, num_outputs)
+    plan = plan_matrices(self.sources, taps, num_outputs)
     used = {source for s in self.sources.values() for source in s if source != ADJACENT}
-    sizes = {**{name: math.prod(shape) for name, shape in layer_shapes}, OUTPUT: num_outputs}
+    sizes = _source_sizes(taps, num_outputs)
     self.carrier_sizes = {source: sizes[source] for source in sorted(used)}
     base_key = rngs.feedback() if plan else None
     self.matrices = nnx.Dict({
@@ -218,7 +234,7 @@ def instrumented(network: nnx.Module, *, shape_record: list | None = None,
                  probes: dict | None = None, finite_checks: list | None = None):
   """Within, the network's forward passes report to what is given (a no-op without taps):
 
-  - `shape_record`: each `activate` appends (layer, pre-activation shape);
+  - `shape_record`: each `activate` appends its `Tap`;
   - `probes` (layer → zeros of the pre-activation's shape): each `activate` adds its probe to
     the pre-activation, so the gradient with respect to a probe is the backward signal δ there;
   - `finite_checks`: `activate` and `finish` append whether each pre-activation and the logits
@@ -239,8 +255,8 @@ def instrumented(network: nnx.Module, *, shape_record: list | None = None,
     taps.shape_record, taps.probes, taps.finite_checks = None, None, None
 
 
-def activation_shapes(network: nnx.Module, input_shape: Sequence[int]) -> list:
-  """(layer, pre-activation shape) of every `activate` call of the network, in forward order."""
+def taps(network: nnx.Module, input_shape: Sequence[int]) -> list[Tap]:
+  """The `Tap` of every `activate` call of the network, in forward order."""
   graphdef, state = nnx.split(network)
 
   def forward(state, x):
@@ -269,9 +285,9 @@ def wire(network: nnx.Module, mode: str, input_shape: Sequence[int], num_outputs
     raise ConfigError(
         f'{name} has no DirectFeedback taps, so {mode!r} feedback has nowhere to deliver the '
         'error; mark each hidden nonlinearity with path.activate (fajax.direct)')
-  shapes = activation_shapes(network, input_shape)
-  sources = layer_sources(mode, [layer for layer, _ in shapes])
-  plan = plan_matrices(sources, shapes, num_outputs)
+  network_taps = taps(network, input_shape)
+  sources = layer_sources(mode, [tap.layer for tap in network_taps])
+  plan = plan_matrices(sources, network_taps, num_outputs)
   needed_mb = memory_bytes(plan) / 2**20
   if needed_mb > memory_budget_mb:
     raise ConfigError(
@@ -283,7 +299,7 @@ def wire(network: nnx.Module, mode: str, input_shape: Sequence[int], num_outputs
   parent = network
   for key in path[:-1]:
     parent = parent[key] if isinstance(key, int) else getattr(parent, key)
-  replacement = DirectFeedback(sources, shapes, num_outputs, rngs=rngs)
+  replacement = DirectFeedback(sources, network_taps, num_outputs, rngs=rngs)
   if isinstance(path[-1], int):
     parent[path[-1]] = replacement
   else:

@@ -56,6 +56,9 @@ def validate_config(config: ml_collections.ConfigDict, *, model_given: bool = Fa
     _choose('dataset', config.dataset, datasets.LOADERS, ', or pass data= to fajax.train')
   if not model_given:
     _choose('model', config.model, models.MODELS, ', or pass model= to fajax.train')
+  elif config.error_after_pooling:
+    raise ConfigError('error_after_pooling applies to the built-in models; a model= of your '
+                      'own places its taps itself (fajax.models.common.relu_then_pool)')
   _choose('kernel_init', config.kernel_init, models.KERNEL_INITIALIZERS)
   _choose('optimizer', config.optimizer, OPTIMIZERS)
   _choose('lr_schedule', config.lr_schedule, LR_SCHEDULES)
@@ -133,7 +136,8 @@ def _network_source(config, spec: datasets.Spec, module: nnx.Module | None):
           config.model, spec.num_classes, spec.input_shape, config.kernel_init,
           nnx.Rngs(params=params_key, feedback=feedback_key, dropout=dropout_key),
           direct_mode=direct_mode,
-          direct_memory_budget_mb=config.direct_feedback_memory_budget_mb)
+          direct_memory_budget_mb=config.direct_feedback_memory_budget_mb,
+          error_after_pooling=config.error_after_pooling)
 
     return make_config_network, None
 

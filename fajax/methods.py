@@ -36,8 +36,8 @@ def _usf_sn(config):
 
 
 def _sign_constraint(config):
-  del config
-  return constraints.fixed_signs()
+  return constraints.fixed_signs(crossing=config.sign_crossing,
+                                 free_layers=tuple(config.sign_free_layers))
 
 
 def _norm_constraint(config):
@@ -78,6 +78,11 @@ def build(config: ml_collections.ConfigDict, optimizer: optax.GradientTransforma
   """The method `config.method`; `optimizer` is W's (Kolen–Pollack gives B the same one).
 
   `seed` (default `config.seed`; a traced integer works too) seeds the rule's randomness, which
-  its `init` draws into its state: a replica's init builds the method with its own seed.
+  its `init` draws into its state: a replica's init builds the method with its own seed. The
+  layers in `config.exact_layers` get B = W after the method's rule.
   """
-  return METHODS[config.method](config, optimizer, config.seed if seed is None else seed)
+  method = METHODS[config.method](config, optimizer, config.seed if seed is None else seed)
+  if not config.exact_layers:
+    return method
+  return dataclasses.replace(
+      method, rule=rules.chain(method.rule, rules.copy_weights_of(tuple(config.exact_layers))))

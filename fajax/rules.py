@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from fajax import threefry
+from fajax.errors import ConfigError
 
 PyTree = Any
 
@@ -59,6 +60,27 @@ def fixed() -> FeedbackRule:
 def copy_weights() -> FeedbackRule:
   """B = W: exact backpropagation."""
   return _stateless(lambda b, w: w)
+
+
+def copy_weights_of(layers: tuple[str, ...]) -> FeedbackRule:
+  """B = W on the named layers only, so the error passes them exactly; other layers keep B.
+
+  Chained after a method's rule it makes those layers backprop (e.g. the output layer: the
+  "exact last layer" of Xiao et al. 2018). Raises ConfigError for a name that is not a layer.
+  """
+
+  def init(weights):
+    unknown = sorted(set(layers) - set(weights))
+    if unknown:
+      raise ConfigError(f"exact_layers names {', '.join(unknown)}, not a feedback layer of the "
+                        f"model; its layers: {', '.join(sorted(weights))}")
+    return EmptyState()
+
+  def update(feedback, state, weights, weight_grads=None):
+    del weight_grads
+    return {layer: weights[layer] if layer in layers else b for layer, b in feedback.items()}, state
+
+  return FeedbackRule(init, update)
 
 
 def sign_of_weights() -> FeedbackRule:

@@ -183,7 +183,8 @@ def create_train_state(
   graphdef, *_ = _split(abstract(direct_mode))
   exact_network = abstract(direct.ADJACENT)
   exact_graphdef, *_ = _split(exact_network)
-  hidden_shapes = tuple(direct.activation_shapes(exact_network, input_shape))
+  hidden_shapes = tuple(
+      (tap.layer, tap.pre_activation) for tap in direct.taps(exact_network, input_shape))
   model = Model(graphdef, exact_graphdef, hidden_shapes, preprocess, jnp.dtype(compute_dtype))
   init_replicas = jax.vmap(init, in_axes=(None, 0, 0))
   out_shardings = None

@@ -3,9 +3,13 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from fajax import constraints
+from fajax import methods
+from fajax.configs import mnist
+from fajax.errors import ConfigError
 from fajax.train_state import layer_kernels
 from tests.fixtures import mnist_experiment
 from tests.fixtures import single
@@ -27,6 +31,41 @@ def test_fixed_signs_projects_to_the_initial_signs_with_a_floor():
     np.testing.assert_allclose(np.abs(projected[name]), constraints.SIGN_FLOOR)
   # Weights that kept their sign are left alone.
   jax.tree.map(np.testing.assert_array_equal, constraint.apply(w0, state), w0)
+
+
+def test_fixed_signs_reflect_bounces_a_crossing_weight_back():
+  w0 = _weights()
+  constraint = constraints.fixed_signs(crossing='reflect')
+  state = constraint.init(w0)
+  # Each weight overshoots zero by its own size: reflected, it lands where it started.
+  projected = constraint.apply(jax.tree.map(lambda w: -w, w0), state)
+  jax.tree.map(np.testing.assert_array_equal, projected, w0)
+  halved = constraint.apply(jax.tree.map(lambda w: 0.5 * w, w0), state)
+  jax.tree.map(np.testing.assert_array_equal, halved, jax.tree.map(lambda w: 0.5 * w, w0))
+
+
+def test_fixed_signs_leaves_free_layers_alone():
+  w0 = _weights()
+  constraint = constraints.fixed_signs(free_layers=('b',))
+  flipped = jax.tree.map(lambda w: -w, w0)
+  projected = constraint.apply(flipped, constraint.init(w0))
+  np.testing.assert_array_equal(projected['b'], flipped['b'])
+  np.testing.assert_allclose(np.abs(projected['a']), constraints.SIGN_FLOOR)
+  with pytest.raises(ConfigError, match='sign_free_layers names fc9, not a layer of the model'):
+    constraints.fixed_signs(free_layers=('fc9',)).init(w0)
+  with pytest.raises(ConfigError, match="unknown sign_crossing 'wrap'"):
+    constraints.fixed_signs(crossing='wrap')
+
+
+def test_ei_config_switches_reach_the_constraint():
+  config = mnist.get_config('fa_usf_init_ei')
+  config.sign_crossing, config.sign_free_layers = 'reflect', ('b',)
+  constraint = methods.build(config, optax.adam(1e-3)).constraint
+  w0 = _weights()
+  flipped = jax.tree.map(lambda w: -w, w0)
+  projected = constraint.apply(flipped, constraint.init(w0))
+  np.testing.assert_array_equal(projected['a'], w0['a'])  # reflected back
+  np.testing.assert_array_equal(projected['b'], flipped['b'])  # free
 
 
 def test_fixed_norm_restores_the_initial_norm():

@@ -11,6 +11,8 @@ from fajax import direct
 from fajax import models
 from fajax.errors import ConfigError
 from fajax.layers import FeedbackDense, default_kernel_init
+from fajax.models.common import relu_then_pool
+from fajax.models.common import relu_then_pool
 
 
 class TinyNet(nnx.Module):
@@ -31,9 +33,29 @@ class TinyNet(nnx.Module):
     return path.finish(self.out(h))
 
 
+class PooledNet(nnx.Module):
+  """6 → 8 → max over pairs → 3 → 3: one hidden layer whose output is pooled."""
+
+  def __init__(self, num_classes=3, *, kernel_init=default_kernel_init,
+               error_after_pooling=False, rngs):
+    self.d1 = FeedbackDense(6, 8, kernel_init=kernel_init, rngs=rngs)
+    self.d2 = FeedbackDense(4, 3, kernel_init=kernel_init, rngs=rngs)
+    self.out = FeedbackDense(3, num_classes, kernel_init=kernel_init, rngs=rngs)
+    self.error_after_pooling = error_after_pooling
+    self.direct = direct.DirectFeedback()
+
+  def __call__(self, x):
+    path = self.direct.path(x.shape[0])
+    pool = lambda h: h.reshape(h.shape[0], -1, 2).max(-1)
+    h = relu_then_pool(path, 'd1', self.d1(x), pool, self.error_after_pooling)
+    h = path.activate('d2', self.d2(h), nnx.relu)
+    return path.finish(self.out(h))
+
+
 @pytest.fixture(autouse=True)
 def _register_tiny_net(monkeypatch):
   monkeypatch.setitem(models.MODELS, 'tiny', (TinyNet, (6,)))
+  monkeypatch.setitem(models.MODELS, 'pooled', (PooledNet, (6,)))
 
 
 X = jax.random.normal(jax.random.key(7), (8, 6))
@@ -102,8 +124,8 @@ def _restricted(net, keep):
   """`net` with every layer's DenseFA sources filtered by `keep(layer, source)`."""
   sources = {layer: tuple(s for s in srcs if keep(layer, s)) or (direct.ADJACENT,)
              for layer, srcs in net.direct.sources.items()}
-  shapes = direct.activation_shapes(net, (6,))
-  restricted = direct.DirectFeedback(sources, shapes, 3, rngs=nnx.Rngs(feedback=1))
+  restricted = direct.DirectFeedback(sources, direct.taps(net, (6,)), 3,
+                                     rngs=nnx.Rngs(feedback=1))
   for name in restricted.matrices:
     restricted.matrices[name][...] = net.direct.matrices[name][...]
   net.direct = restricted
@@ -143,7 +165,45 @@ def test_densefa_memory_estimate_refuses_over_budget():
                   direct_mode='all', direct_memory_budget_mb=1.0)
   # LeNet-5's DenseFA matrices: 4704·(120+84+10) + 1600·(84+10) + 120·10 entries.
   lenet = models.create('lenet5', 10, (32, 32, 1), 'he_normal', nnx.Rngs(params=0, feedback=1))
-  shapes = direct.activation_shapes(lenet, (32, 32, 1))
-  sources = direct.layer_sources('all', [name for name, _ in shapes])
+  taps = direct.taps(lenet, (32, 32, 1))
+  sources = direct.layer_sources('all', [tap.layer for tap in taps])
   expected = 4 * (4704 * 214 + 1600 * 94 + 120 * 10)
-  assert direct.memory_bytes(direct.plan_matrices(sources, shapes, 10)) == expected
+  assert direct.memory_bytes(direct.plan_matrices(sources, taps, 10)) == expected
+
+
+def _pooled_net(mode, after_pooling):
+  return models.create('pooled', 3, (6,), 'he_normal', nnx.Rngs(params=0, feedback=1),
+                       direct_mode=mode, error_after_pooling=after_pooling)
+
+
+def test_dfa_error_after_pooling_enters_at_the_pooled_output():
+  net = _pooled_net('output', after_pooling=True)
+  matrix = net.direct.matrices['d1_from_output'][...]
+  assert matrix.shape == (3, 4)  # to the 4 pooled units, not the 8 before pooling
+  a1 = X @ net.d1.kernel[...] + net.d1.bias[...]
+  e = (jax.nn.softmax(net(X)) - jax.nn.one_hot(LABELS, 3)) / len(X)
+  # Pooling routes each pooled unit's signal to the larger of its pair, then ReLU gates it.
+  pairs = a1.reshape(len(X), 4, 2)
+  is_max = jnp.stack([pairs[..., 0] >= pairs[..., 1], pairs[..., 0] < pairs[..., 1]], -1)
+  signal = jnp.repeat(e @ matrix, 2, axis=1) * is_max.reshape(len(X), 8)
+  expected = X.T @ (signal * (a1 > 0))
+  np.testing.assert_allclose(_grads(net)['d1']['kernel'], expected, rtol=1e-5, atol=1e-7)
+  before = _pooled_net('output', after_pooling=False)
+  assert before.direct.matrices['d1_from_output'][...].shape == (3, 8)
+
+
+def test_error_after_pooling_leaves_fa_unchanged():
+  # FA's signal passes through pooling's backward pass either way.
+  grads = [_grads(_pooled_net('adjacent', after)) for after in (False, True)]
+  jax.tree.map(np.testing.assert_array_equal, *grads)
+
+
+def test_error_after_pooling_needs_a_model_with_pooled_taps():
+  with pytest.raises(ConfigError, match='model tiny has no pooling after its tapped layers'):
+    models.create('tiny', 3, (6,), 'he_normal', nnx.Rngs(params=0, feedback=1),
+                  direct_mode='output', error_after_pooling=True)
+  lenet = models.create('lenet5', 10, (32, 32, 1), 'he_normal', nnx.Rngs(params=0, feedback=1),
+                        direct_mode='output', error_after_pooling=True)
+  assert {name: m[...].shape for name, m in lenet.direct.matrices.items()} == {
+      'conv1_from_output': (10, 6 * 14 * 14), 'conv2_from_output': (10, 16 * 5 * 5),
+      'conv3_from_output': (10, 120)}

@@ -1,11 +1,17 @@
 """Feedback rules against their definitions (the docstrings of `fajax/rules.py`)."""
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
+import fajax
 from fajax import rules
+from fajax.errors import ConfigError
+from tests.fixtures import TinyMLP, single, tiny_config, tiny_data
 
 
 def _weights(seed=0):
@@ -35,6 +41,15 @@ def test_copy_weights_is_backprop():
   w = _weights()
   b, _ = _apply(rules.copy_weights(), w, _random_feedback())
   jax.tree.map(np.testing.assert_array_equal, b, w)
+
+
+def test_copy_weights_of_makes_only_the_named_layers_exact():
+  w, b0 = _weights(), _random_feedback()
+  b, _ = _apply(rules.chain(rules.fixed(), rules.copy_weights_of(('fc',))), w, b0)
+  np.testing.assert_array_equal(b['fc'], w['fc'])
+  np.testing.assert_array_equal(b['conv'], b0['conv'])
+  with pytest.raises(ConfigError, match='exact_layers names fc9, not a feedback layer'):
+    rules.copy_weights_of(('fc9',)).init(w)
 
 
 def test_fixed_keeps_b():
@@ -210,3 +225,16 @@ def test_weight_mirror_aligns_b_with_w_from_a_random_start():
   for name in w:
     assert start[name] > 80
     assert _angle_of(b[name], w[name]) < 30
+
+
+def test_exact_layers_keep_b_equal_to_w_while_training():
+  experiment = fajax.build(tiny_config('fa', exact_layers=('fc3',)),
+                           model=TinyMLP(rngs=nnx.Rngs(params=0, feedback=1)), data=tiny_data())
+  first = single(experiment.state)
+  state = experiment.state
+  for images, labels in itertools.islice(experiment.train_batches(0), 3):
+    state, _ = experiment.train_step(state, *experiment.put_batch(images, labels))
+  last = single(state)
+  assert not np.allclose(last.params['fc3']['kernel'], first.params['fc3']['kernel'])
+  np.testing.assert_array_equal(last.feedback['fc3'], last.params['fc3']['kernel'])
+  np.testing.assert_array_equal(last.feedback['fc2'], first.feedback['fc2'])  # FA elsewhere

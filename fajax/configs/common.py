@@ -10,15 +10,26 @@ def get_config() -> ml_collections.ConfigDict:
 
   # The learning rule (fajax.methods.METHODS) and its switches.
   config.method = 'bp'
+  # Layers whose feedback is exact (B = W) whatever the method, by name: e.g. ('fc2',), the
+  # readout of LeNet-5, is the "exact last layer" of Xiao et al. 2018 (fajax.rules).
+  config.exact_layers = ()
   # Norm control per output filter (all axes but the last) instead of over the whole tensor.
   config.norm_per_output_filter = False
   # BP + Noise: B = W + σ·rms(W)·ξ; 0.75 gives the W–B angle of uSF (arctan 0.75 ≈ 37°).
   config.feedback_noise_std = 0.75
+  # E/I (fixed signs): how a weight that an update would carry across zero is treated,
+  # 'floor' (stop at ±1e-10) or 'reflect' (bounce back: W ← sign(W_0)·|W|), and the layers
+  # left unconstrained, by name (e.g. ('fc2',), LeNet-5's readout) (fajax.constraints).
+  config.sign_crossing = 'floor'
+  config.sign_free_layers = ()
   # Weight mirror (Akrout et al. 2019): B ← B + η(ξᵀξW/(N·std²) − λB) with fresh noise ξ;
   # B settles at W/λ, so λ = 1 mirrors W at its own scale.
   config.mirror = ml_collections.ConfigDict(
       dict(learning_rate=0.02, decay=1.0, noise_std=1.0, num_samples=64)
   )
+  # DFA / DenseFA: the error enters each pooled layer after its pooling, not before
+  # (fajax.models.common.relu_then_pool); other methods compute the same either way.
+  config.error_after_pooling = False
   # DFA / DenseFA refuse to build feedback matrices larger than this.
   config.direct_feedback_memory_budget_mb = 2048.0
 

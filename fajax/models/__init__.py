@@ -1,6 +1,7 @@
 """Models by config name; every conv and dense layer of each is a feedback layer."""
 
 import functools
+import inspect
 from collections.abc import Callable, Sequence
 
 from flax import nnx
@@ -36,6 +37,15 @@ def check_input(name: str, input_shape: Sequence[int]) -> None:
     )
 
 
+def _takes(factory: Callable, argument: str) -> bool:
+  """Whether the model class or function behind `factory` has a parameter `argument`."""
+  while isinstance(factory, functools.partial):
+    factory = factory.func
+  # NNX's metaclass hides a class's own signature.
+  return argument in inspect.signature(
+      factory.__init__ if isinstance(factory, type) else factory).parameters
+
+
 def create(
     name: str,
     num_classes: int,
@@ -44,13 +54,23 @@ def create(
     rngs: nnx.Rngs,
     direct_mode: str = direct.ADJACENT,
     direct_memory_budget_mb: float = float('inf'),
+    error_after_pooling: bool = False,
 ) -> nnx.Module:
   """The model, with DFA / DenseFA matrices when `direct_mode` is 'output' / 'all'.
 
-  Raises ConfigError, before allocating, when those matrices would exceed the budget.
+  `error_after_pooling`: their error enters pooled layers after the pooling
+  (`common.relu_then_pool`). Raises ConfigError, before allocating, when those matrices would
+  exceed the budget, or for `error_after_pooling` on a model without pooled taps.
   """
   check_input(name, input_shape)
   factory, _ = MODELS[name]
-  model = factory(num_classes, kernel_init=KERNEL_INITIALIZERS[kernel_init], rngs=rngs)
+  options = {}
+  if error_after_pooling:
+    if not _takes(factory, 'error_after_pooling'):
+      raise ConfigError(f'model {name} has no pooling after its tapped layers; set '
+                        'error_after_pooling=False')
+    options['error_after_pooling'] = True
+  model = factory(num_classes, kernel_init=KERNEL_INITIALIZERS[kernel_init], rngs=rngs,
+                  **options)
   return direct.wire(model, direct_mode, input_shape, num_classes, rngs,
                      direct_memory_budget_mb, name)

@@ -10,7 +10,7 @@ from flax import nnx
 
 from fajax.direct import DirectFeedback
 from fajax.layers import FeedbackDense, default_kernel_init
-from fajax.models.common import ConvBN, adaptive_avg_pool, max_pool, normalize
+from fajax.models.common import ConvBN, adaptive_avg_pool, max_pool, normalize, relu_then_pool
 
 _CONVS = (  # name, out features, kernel, stride, max-pool after
     ('conv1', 64, 11, 4, True),
@@ -24,7 +24,9 @@ _CONVS = (  # name, out features, kernel, stride, max-pool after
 class AlexNet(nnx.Module):
   def __init__(self, num_classes: int = 1000, *, batch_norm: bool = False,
                dropout_rate: float = 0.5,
-               kernel_init=default_kernel_init, rngs: nnx.Rngs):
+               kernel_init=default_kernel_init, error_after_pooling: bool = False,
+               rngs: nnx.Rngs):
+    self.error_after_pooling = error_after_pooling  # see common.relu_then_pool
     in_features = 3
     for name, features, kernel, stride, _ in _CONVS:
       padding = ((2, 2), (2, 2)) if kernel in (11, 5) else ((1, 1), (1, 1))
@@ -42,10 +44,9 @@ class AlexNet(nnx.Module):
 
   def __call__(self, x: jax.Array) -> jax.Array:
     path = self.direct.path(x.shape[0])
-    for name, _, _, _, pool in _CONVS:
-      x = path.activate(name, getattr(self, name)(x), nnx.relu)
-      if pool:
-        x = max_pool(x, 3, 2)
+    for name, _, _, _, pooled in _CONVS:
+      pool = (lambda h: max_pool(h, 3, 2)) if pooled else (lambda h: h)
+      x = relu_then_pool(path, name, getattr(self, name)(x), pool, self.error_after_pooling)
     x = adaptive_avg_pool(x, 6).reshape(x.shape[0], -1)
     for name, norm in (('fc1', self.fc1_norm), ('fc2', self.fc2_norm)):
       x = getattr(self, name)(self.dropout(x))

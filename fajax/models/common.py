@@ -28,6 +28,19 @@ def max_pool(x: jax.Array, window: int, stride: int, padding: str = 'VALID') -> 
   return x
 
 
+def relu_then_pool(path, layer: str, a: jax.Array, pool, error_after_pooling: bool):
+  """pool(relu(a)), with `a` tapped as `layer` on `path` (a `fajax.direct.Path`).
+
+  Where DFA's or DenseFA's error enters: at relu(a), before pooling (by default), or, with
+  `error_after_pooling`, at the pooled output, as when the signal is delivered to the next
+  layer's input (BioTorch's DFA layers); it then reaches a through pooling's own backward pass,
+  at the maximum of each window only. Other methods compute the same either way.
+  """
+  if error_after_pooling:
+    return path.activate(layer, a, lambda a: pool(nnx.relu(a)))
+  return pool(path.activate(layer, a, nnx.relu))
+
+
 def adaptive_avg_pool(x: jax.Array, size: int) -> jax.Array:
   """Average over `size`×`size` bins spanning the input, as PyTorch's AdaptiveAvgPool2d."""
   _, h, w, _ = x.shape

@@ -5,7 +5,7 @@ from flax import nnx
 
 from fajax.direct import DirectFeedback
 from fajax.layers import FeedbackConv, FeedbackDense, default_kernel_init
-from fajax.models.common import max_pool
+from fajax.models.common import max_pool, relu_then_pool
 
 
 class LeNet5(nnx.Module):
@@ -18,8 +18,10 @@ class LeNet5(nnx.Module):
       in_channels: int = 1,
       *,
       kernel_init=default_kernel_init,
+      error_after_pooling: bool = False,
       rngs: nnx.Rngs,
   ):
+    self.error_after_pooling = error_after_pooling  # see common.relu_then_pool
     init = dict(kernel_init=kernel_init, rngs=rngs)
     self.conv1 = FeedbackConv(in_channels, 6, (5, 5), **init)
     self.conv2 = FeedbackConv(6, 16, (5, 5), **init)
@@ -30,8 +32,9 @@ class LeNet5(nnx.Module):
 
   def __call__(self, x: jax.Array) -> jax.Array:
     path = self.direct.path(x.shape[0])
-    x = max_pool(path.activate('conv1', self.conv1(x), nnx.relu), 2, 2)
-    x = max_pool(path.activate('conv2', self.conv2(x), nnx.relu), 2, 2)
+    pool = lambda h: max_pool(h, 2, 2)
+    x = relu_then_pool(path, 'conv1', self.conv1(x), pool, self.error_after_pooling)
+    x = relu_then_pool(path, 'conv2', self.conv2(x), pool, self.error_after_pooling)
     x = path.activate('conv3', self.conv3(x), nnx.relu)
     x = path.activate('fc1', self.fc1(x.reshape(x.shape[0], -1)), nnx.relu)
     return path.finish(self.fc2(x))
