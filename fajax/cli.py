@@ -7,11 +7,13 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from fajax import preemption
 from fajax.errors import FajaxError
 
 
 def run(body: Callable[..., None], positional: bool = False) -> None:
-  """Parses flags and runs `body`; a FajaxError becomes `fajax: error: …` and exit status 2.
+  """Parses flags and runs `body`; a FajaxError becomes `fajax: error: …` and exit status 2, a
+  run stopped by a signal (`fajax.preemption`) one line and exit status 75.
 
   With `positional`, `body(argv)` receives the command line's positional arguments (argv[1:]
   non-empty is required); otherwise there must be none and `body()` takes nothing.
@@ -30,6 +32,9 @@ def run(body: Callable[..., None], positional: bool = False) -> None:
     except FajaxError as e:
       print(f'fajax: error: {e}', file=sys.stderr)
       sys.exit(2)
+    except preemption.Preempted as e:
+      print(f'fajax: {e}', file=sys.stderr)
+      sys.exit(preemption.EXIT_CODE)
 
   app.run(main, flags_parser=_parse_flags)
 

@@ -13,7 +13,9 @@ import ml_collections
 import numpy as np
 
 from fajax import datasets
+from fajax import faults as faults_lib
 from fajax import host_memory
+from fajax import preemption
 from fajax import replicas as replicas_lib
 from fajax import workdir as workdir_lib
 from fajax.errors import DivergenceError
@@ -123,6 +125,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | None = None, *, mode
     say(describe_replicas(experiment.replicas, config))
   run = workdir_lib.Workdir(workdir, config, experiment.caller_objects, is_main,
                             config.checkpoints_to_keep)
+  faults = faults_lib.Faults()
   try:
     state = run.resume(experiment.state, say)
     step = int(state.step[0])
@@ -131,72 +134,89 @@ def train(config: ml_collections.ConfigDict, workdir: str | None = None, *, mode
     # Steps after which something is logged, evaluated or saved: "stops".
     stop_intervals = [config.log_every_steps, eval_every, total_steps] + (
         [config.checkpoint_every_steps] if run.saves_checkpoints else [])
-    pending = []  # per call: its steps' loss and error, [step, replica] or [replica]
+    # Per call: its steps' loss and error, [step, replica] or [replica]; after a resume between
+    # logging steps, those of the steps before it.
+    pending = run.restore_interval(step)
     reported = set()  # replicas whose divergence was said
     interval_start, interval_step = time.perf_counter(), step
     lines = []
-    while step < total_steps:
-      # The next stop; the calls before it may run stacked.
-      stop = min((step // every + 1) * every for every in stop_intervals)
-      log_due = stop % config.log_every_steps == 0 or stop == total_steps
-      # The last step of each logging interval also measures the layers' alignment.
-      diagnose_at_stop = log_due and config.diagnostics
-      count = steps_in_next_call(step, stop, config.steps_per_call, diagnose_at_stop)
-      if count == 1:
-        step_fn = (experiment.diagnose_step if diagnose_at_stop and step + 1 == stop
-                   else experiment.train_step)
-        state, metrics = step_fn(state, *experiment.put_batch(*next(batches)))
-      else:
-        images, labels = zip(*(next(batches) for _ in range(count)))
-        stacked = experiment.put_batch(datasets.stack_arrays(images),
-                                       datasets.stack_arrays(labels), stacked=True)
-        state, metrics = experiment.train_steps(state, *stacked)
-      pending.append({k: metrics[k] for k in ('train/loss', 'train/top1_error')})
-      step += count
-      if step < stop:
-        continue
-      checkpoint_due = run.saves_checkpoints and (
-          step % config.checkpoint_every_steps == 0 or step == total_steps)
+    calls = 0
+    # A signal stops the run only where it can be resumed from: with a workdir.
+    with preemption.StopRequest(active=run.saves_checkpoints) as stop_request:
+      while step < total_steps:
+        # The next stop; the calls before it may run stacked.
+        stop = min((step // every + 1) * every for every in stop_intervals)
+        log_due = stop % config.log_every_steps == 0 or stop == total_steps
+        # The last step of each logging interval also measures the layers' alignment.
+        diagnose_at_stop = log_due and config.diagnostics
+        count = steps_in_next_call(step, stop, config.steps_per_call, diagnose_at_stop)
+        if count == 1:
+          step_fn = (experiment.diagnose_step if diagnose_at_stop and step + 1 == stop
+                     else experiment.train_step)
+          state, metrics = step_fn(state, *experiment.put_batch(*next(batches)))
+        else:
+          images, labels = zip(*(next(batches) for _ in range(count)))
+          stacked = experiment.put_batch(datasets.stack_arrays(images),
+                                         datasets.stack_arrays(labels), stacked=True)
+          state, metrics = experiment.train_steps(state, *stacked)
+        pending.append({k: metrics[k] for k in ('train/loss', 'train/top1_error')})
+        step, calls = step + count, calls + 1
+        faults.at('step', step, step - count)
+        # Calls are those of an uninterrupted run (see steps_in_next_call), so a run stopped
+        # after any of them resumes bit for bit.
+        preempted = stop_request.due(calls)
+        if step < stop and not preempted:
+          continue
+        at_stop = step == stop
+        log_due = log_due and at_stop
+        checkpoint_due = run.saves_checkpoints and (preempted or at_stop and (
+            step % config.checkpoint_every_steps == 0 or step == total_steps))
 
-      if log_due or checkpoint_due:  # never log or save a run whose every replica diverged
-        check_divergence(*jax.device_get((state.diverged_step, state.diverged_check)),
-                         experiment.health_checks, experiment.replicas, reported,
-                         run.latest_checkpoint_step(), say)
-      step_metrics = {}
-      if log_due:
-        fetched = _fetch_per_step(pending, len(experiment.replicas))
-        pending = []
-        step_metrics.update({k: v.mean(axis=0) for k, v in fetched.items()})
-        step_metrics.update({k: v for k, v in jax.device_get(metrics).items()
-                             if k.startswith('align/')})
-        step_metrics['train/learning_rate'] = np.array(
-            [schedule(step - 1, r.hyperparams['learning_rate']) for r in experiment.replicas])
-      evaluated = step % eval_every == 0 or step == total_steps
-      if evaluated:
-        step_metrics.update(experiment.evaluate(state))
-      if step_metrics:
-        lines = _replica_lines(experiment, step_metrics, state)
-        run.write_metrics(step, lines)
-      if log_due:
-        now = time.perf_counter()
-        rate = (step - interval_step) / (now - interval_start)
-        interval_start, interval_step = now, step
-        say(f'step {step}/{total_steps} | {rate:.1f} steps/s | '
-            f'ETA {format_duration((total_steps - step) / rate)} | '
-            f"loss {_summary(lines, 'train/loss')} | "
-            f"error {_summary(lines, 'train/top1_error', 2)}%")
-      if evaluated:
-        say(f"step {step}/{total_steps} | eval loss {_summary(lines, 'eval/loss')} | "
-            f"eval error {_summary(lines, 'eval/top1_error', 2)}%"
-            + (f" | validation error {_summary(lines, 'validation/top1_error', 2)}%"
-               if config.validation_examples else ''))
-      if checkpoint_due:
-        run.save(step, state)
+        if log_due or checkpoint_due:  # never log or save a run whose every replica diverged
+          check_divergence(*jax.device_get((state.diverged_step, state.diverged_check)),
+                           experiment.health_checks, experiment.replicas, reported,
+                           run.latest_checkpoint_step(), say)
+        step_metrics = {}
+        if log_due:
+          fetched = _fetch_per_step(pending, len(experiment.replicas))
+          pending = []
+          step_metrics.update({k: v.mean(axis=0) for k, v in fetched.items()})
+          step_metrics.update({k: v for k, v in jax.device_get(metrics).items()
+                               if k.startswith('align/')})
+          step_metrics['train/learning_rate'] = np.array(
+              [schedule(step - 1, r.hyperparams['learning_rate']) for r in experiment.replicas])
+        evaluated = at_stop and (step % eval_every == 0 or step == total_steps)
+        if evaluated:
+          step_metrics.update(experiment.evaluate(state))
+          faults.at('eval', step)
+        if step_metrics:
+          lines = _replica_lines(experiment, step_metrics, state)
+          run.write_metrics(step, lines)
+        if log_due:
+          now = time.perf_counter()
+          rate = (step - interval_step) / (now - interval_start)
+          interval_start, interval_step = now, step
+          say(f'step {step}/{total_steps} | {rate:.1f} steps/s | '
+              f'ETA {format_duration((total_steps - step) / rate)} | '
+              f"loss {_summary(lines, 'train/loss')} | "
+              f"error {_summary(lines, 'train/top1_error', 2)}%")
+        if evaluated:
+          say(f"step {step}/{total_steps} | eval loss {_summary(lines, 'eval/loss')} | "
+              f"eval error {_summary(lines, 'eval/top1_error', 2)}%"
+              + (f" | validation error {_summary(lines, 'validation/top1_error', 2)}%"
+                 if config.validation_examples else ''))
+        if checkpoint_due:
+          run.save(step, state, _fetch_per_step(pending, len(experiment.replicas))
+                   if pending else None)
+          faults.at('checkpoint', step)
+        if preempted:
+          raise preemption.Preempted(stop_request.signal_name, step)
 
     if not lines or 'eval/loss' not in lines[0]:  # resumed after the last step: evaluate
       lines = _replica_lines(experiment, experiment.evaluate(state), state)
   finally:
     run.close()
+  faults.at('final')  # every checkpoint written, the final metrics not yet returned
   final = {'step': step, 'replicas': lines}
   for key in lines[0]:
     if key.startswith(('eval/', 'validation/')):

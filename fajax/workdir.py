@@ -12,6 +12,7 @@ import json
 import os
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from fajax.errors import CheckpointError
@@ -19,6 +20,9 @@ from fajax.errors import ConfigError
 
 CONFIG_FILE = 'config.json'
 METRICS_FILE = 'metrics.jsonl'
+# Per-step train metrics not yet logged when a checkpoint was saved between logging steps
+# (at a preemption), so that the resumed run logs the same means as an uninterrupted one.
+INTERVAL_FILE = 'unlogged_steps.npz'
 # config.json's record of the caller's objects a run used instead of config.model / .dataset.
 CALLER_OBJECTS_KEY = 'caller_objects'
 
@@ -76,8 +80,13 @@ def _leaf_shapes(tree) -> dict[str, tuple]:
         return str(getattr(key, attribute))
     return str(key)
 
+  def shape(leaf):
+    if jax.dtypes.issubdtype(getattr(leaf, 'dtype', None), jax.dtypes.prng_key):
+      return jax.eval_shape(jax.random.key_data, leaf).shape  # a key is saved as its raw data
+    return leaf.shape
+
   flat, _ = jax.tree_util.tree_flatten_with_path(tree)
-  return {'/'.join(name(k) for k in path): tuple(leaf.shape) for path, leaf in flat}
+  return {'/'.join(name(k) for k in path): tuple(shape(leaf)) for path, leaf in flat}
 
 
 def check_same_shapes(saved: dict, expected: dict, where: str) -> None:
@@ -152,6 +161,8 @@ class Workdir:
     saving run's were. Lines of metrics.jsonl past the restored step are dropped.
     """
     if not self.checkpoints or not self.checkpoints.all_steps():
+      # Killed before its first checkpoint was whole: it starts afresh, so do its metrics.
+      self.log.truncate_after(int(state.step[0]))
       return state
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
@@ -179,8 +190,29 @@ class Workdir:
   def write_metrics(self, step: int, lines: list[dict]) -> None:
     self.log.write(step, lines)
 
-  def save(self, step: int, state) -> None:
+  def save(self, step: int, state, unlogged: dict | None = None) -> None:
+    """Checkpoints `state` at `step`, with `unlogged` ('train/...' → [step, replica] arrays of
+    the steps since the last log), which `restore_interval` gives back on resuming there.
+
+    The interval is written first, so a whole checkpoint always has its interval beside it.
+    """
+    interval_path = os.path.join(self.path, INTERVAL_FILE)
+    if unlogged and self.log.path:
+      temporary = f'{interval_path}.tmp.npz'
+      np.savez(temporary, step=step, **unlogged)
+      os.replace(temporary, interval_path)
     self.checkpoints.save(step, args=ocp.args.StandardSave(state))
+
+  def restore_interval(self, step: int) -> list[dict]:
+    """The unlogged metrics saved with the checkpoint at `step` (one [step, replica] array per
+    key, in a list like the loop's per-call ones), or [] when that checkpoint had none."""
+    interval_path = os.path.join(self.path, INTERVAL_FILE) if self.log.path else ''
+    if not os.path.exists(interval_path):
+      return []
+    with np.load(interval_path) as saved:
+      if int(saved['step']) != step:
+        return []
+      return [{key: saved[key] for key in saved.files if key != 'step'}]
 
   def close(self) -> None:
     """Finishes every write, also when stopping on an error: never a half checkpoint."""

@@ -95,49 +95,6 @@ def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, mnis
   assert final(again.stdout) == final(first.stdout)  # the same result as never damaged
 
 
-def _restore_arrays(checkpoint_dir):
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-
-  with ocp.StandardCheckpointer() as checkpointer:
-    return checkpointer.restore(os.path.abspath(checkpoint_dir))
-
-
-def test_killed_runs_resume_to_the_same_bits(tmp_path, mnist_data_dir):
-  import signal  # pylint: disable=g-import-not-at-top
-  import time  # pylint: disable=g-import-not-at-top
-
-  import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-
-  args = ['--config=experiments/mnist_fa_usf_sn.py', *SMALL, '--config.num_train_steps=600',
-          '--config.checkpoint_every_steps=50', '--config.log_every_steps=50']
-  env = {**os.environ, 'FAJAX_DATA_DIR': mnist_data_dir}
-  # Every restart compiles afresh: with cached executables the run could end before two kills.
-  env.pop('JAX_COMPILATION_CACHE_DIR', None)
-  command = [sys.executable, '-m', 'fajax.main', f'--workdir={tmp_path / "killed"}', *args]
-  rng = np.random.default_rng(0)
-  kills = 0
-  while kills < 3:
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    time.sleep(rng.uniform(5.0, 8.0))
-    if process.poll() is not None:
-      break
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    kills += 1
-  assert kills >= 2, 'the run finished before it could be killed twice'
-  finished = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
-                            timeout=600)
-  assert finished.returncode == 0, finished.stderr[-2000:]
-  uninterrupted = _cli(tmp_path / 'whole', *args, data_dir=mnist_data_dir)
-  assert uninterrupted.returncode == 0
-  read = lambda d: (tmp_path / d / 'metrics.jsonl').read_text()
-  assert read('killed') == read('whole')
-  final = lambda d: _restore_arrays(tmp_path / d / 'checkpoints' / '600' / 'default')
-  jax.tree.map(np.testing.assert_array_equal, final('killed'), final('whole'))
-
-
 def test_a_dead_process_stops_the_others(tmp_path, mnist_data_dir):
   import time  # pylint: disable=g-import-not-at-top
 
