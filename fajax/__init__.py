@@ -2,12 +2,15 @@
 
     experiment = fajax.build(config, model=None, data=None)   # everything training needs
     metrics = fajax.train(config, workdir=None, model=None, data=None)   # build + the loop
+    model = fajax.to_feedback(plain_nnx_model, rngs=nnx.Rngs(feedback=0))   # feedback layers
 """
 
 import importlib
 
 from fajax import rules
+from fajax.convert import to_feedback
 from fajax.direct import DirectFeedback
+from fajax.general_layers import FeedbackEinsum, FeedbackLinearGeneral
 from fajax.kernel import conv, dense, feedback_op
 from fajax.layers import Feedback, FeedbackConv, FeedbackDense
 
@@ -23,6 +26,7 @@ def __getattr__(name):
 
 
 __all__ = [
-    'DirectFeedback', 'Experiment', 'Feedback', 'FeedbackConv', 'FeedbackDense', 'build', 'conv',
-    'dense', 'feedback_op', 'rules', 'train',
+    'DirectFeedback', 'Experiment', 'Feedback', 'FeedbackConv', 'FeedbackDense', 'FeedbackEinsum',
+    'FeedbackLinearGeneral', 'build', 'conv', 'dense', 'feedback_op', 'rules', 'to_feedback',
+    'train',
 ]

@@ -14,12 +14,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
 from flax import nnx
 
+from fajax import caller_objects as caller_objects_lib
 from fajax import datasets
 from fajax import diagnostics
 from fajax import direct
@@ -29,7 +29,6 @@ from fajax import replicas as replicas_lib
 from fajax import sharding
 from fajax import steps
 from fajax.errors import ConfigError
-from fajax.layers import Feedback
 from fajax.optimizers import LR_SCHEDULES, OPTIMIZERS, create_optimizer
 from fajax.train_state import Model, TrainState, create_train_state
 
@@ -75,51 +74,6 @@ def validate_config(config: ml_collections.ConfigDict, *, model_given: bool = Fa
                       f'{config.validation_examples}')
 
 
-def _check_dataset(data) -> None:
-  """A caller's `data=` must follow `datasets.Dataset`: say what is missing."""
-  missing = [name for name in ('spec', 'num_train', 'train_batches', 'eval_batches')
-             if not hasattr(data, name)]
-  missing += [f'spec.{name}' for name in ('num_classes', 'input_shape', 'preprocess')
-              if hasattr(data, 'spec') and not hasattr(data.spec, name)]
-  if missing:
-    raise ConfigError(
-        f"data= lacks {', '.join(missing)}; give an object with the protocol of "
-        'fajax.datasets.Dataset (e.g. a fajax.datasets.InMemoryDataset)')
-
-
-def _describe(obj) -> str:
-  return f'{type(obj).__module__}.{type(obj).__qualname__}'
-
-
-def describe_caller_objects(model, data) -> dict[str, str]:
-  """'model' / 'data' → the class of the caller's object, for those given."""
-  return {name: _describe(obj) for name, obj in (('model', model), ('data', data))
-          if obj is not None}
-
-
-def _check_caller_model(module: nnx.Module, spec: datasets.Spec) -> None:
-  """A caller's model must hold feedback layers and map the dataset's inputs to its classes."""
-  if not isinstance(module, nnx.Module):
-    raise ConfigError(f'model= must be a flax.nnx.Module, got {_describe(module)}')
-  if not jax.tree.leaves(nnx.state(module, Feedback)):
-    raise ConfigError(
-        f'model {type(module).__name__} has no feedback layers: build it from '
-        'fajax.FeedbackDense / fajax.FeedbackConv')
-  graphdef, variables = nnx.split(module)
-  inputs = jax.ShapeDtypeStruct((1, *spec.input_shape), jnp.float32)
-  try:
-    logits = jax.eval_shape(lambda v, x: nnx.merge(graphdef, v)(x), variables, inputs)
-  except Exception as e:  # pylint: disable=broad-except  # any error of the caller's forward
-    first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    raise ConfigError(
-        f'model {type(module).__name__} cannot take the dataset\'s inputs of shape '
-        f'{tuple(spec.input_shape)}: {first_line}') from e
-  if logits.shape != (1, spec.num_classes):
-    raise ConfigError(
-        f'model {type(module).__name__} returns {logits.shape[1:]} per example, but the '
-        f'dataset has {spec.num_classes} classes; give it {spec.num_classes} outputs')
-
-
 def _network_source(config, spec: datasets.Spec, module: nnx.Module | None):
   """`make_network(direct_mode, inputs, seed)` and its inputs, for `create_train_state`.
 
@@ -141,7 +95,7 @@ def _network_source(config, spec: datasets.Spec, module: nnx.Module | None):
 
     return make_config_network, None
 
-  _check_caller_model(module, spec)
+  caller_objects_lib.check_model(module, spec, config)
   graphdef, variables = nnx.split(module)
 
   def make_caller_network(direct_mode, variables, seed):
@@ -238,20 +192,21 @@ def build(config: ml_collections.ConfigDict, *, model: nnx.Module | None = None,
           data: Any = None) -> Experiment:
   """The experiment of `config`: data, model, method, optimizer, state and jitted steps.
 
-  `model`: an NNX module built from fajax's feedback layers, used instead of `config.model`
-  (the run's seed then draws only DFA/DenseFA matrices; W and B are the module's). `data`: an
-  object with the protocol of `datasets.Dataset`, used instead of `config.dataset`. Raises
-  ConfigError for a config, model or data that cannot run.
+  `model`: an NNX module built from fajax's feedback layers (or converted by
+  `fajax.to_feedback`), used instead of `config.model` (the run's seed then draws only
+  DFA/DenseFA matrices; W and B are the module's). `data`: an object with the protocol of
+  `datasets.Dataset`, used instead of `config.dataset`. Raises ConfigError for a config, model
+  or data that cannot run.
   """
   validate_config(config, model_given=model is not None, data_given=data is not None)
-  caller_objects = describe_caller_objects(model, data)
+  caller_objects = caller_objects_lib.describe(model, data)
   replicas = replicas_lib.plan(config)
   mesh = sharding.make_mesh()
   sharding.check_batch_sizes(config, mesh)
   if data is None:
     data = datasets.load(config)
   else:
-    _check_dataset(data)
+    caller_objects_lib.check_dataset(data)
   if config.validation_examples:
     if not hasattr(data, 'hold_out'):
       raise ConfigError('validation_examples needs data with hold_out(n) (fajax.datasets.'
@@ -265,9 +220,10 @@ def build(config: ml_collections.ConfigDict, *, model: nnx.Module | None = None,
                  else config.num_epochs * steps_per_epoch)
 
   optimizer, schedule = create_optimizer(config, total_steps)
-  make_method = lambda seed: methods.build(config, optimizer, seed)
-  method = make_method(config.seed)  # its update is every replica's: only init draws
   make_network, network_inputs = _network_source(config, data.spec, model)
+  method_config = caller_objects_lib.method_config(config, model)
+  make_method = lambda seed: methods.build(method_config, optimizer, seed)
+  method = make_method(config.seed)  # its update is every replica's: only init draws
   structure, state = create_train_state(
       make_network, network_inputs, optimizer, make_method, data.spec.preprocess,
       tuple(data.spec.input_shape), *replicas_lib.stacked(replicas),

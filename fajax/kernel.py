@@ -3,9 +3,10 @@
 Every feedback layer computes `y = op(x, W)` with `op` linear in `x` and in `W`. Exact
 backprop propagates `dx = op_x^T(dy; W)`; a feedback rule propagates `dx = op_x^T(dy; B)`
 instead, while `dW = op_W^T(dy; x)` stays the ordinary local weight gradient. Both transposes
-come from `jax.linear_transpose` of the forward op, so one kernel serves dense layers and
-convolutions of any stride, padding, dilation or feature grouping, and with B = W it returns
-exactly what `jax.grad` of the plain op returns.
+come from `jax.linear_transpose` of the forward op, so one kernel serves dense layers,
+convolutions of any dimension, stride, padding, dilation or feature grouping, and any
+`dot_general` or einsum, and with B = W it returns exactly what `jax.grad` of the plain op
+returns.
 """
 
 import functools
@@ -19,9 +20,11 @@ from jax import lax
 Op = Callable[[jax.Array, jax.Array], jax.Array]
 
 
-def dense(x: jax.Array, kernel: jax.Array) -> jax.Array:
+def dense(x: jax.Array, kernel: jax.Array, *, precision=None,
+          preferred_element_type=None) -> jax.Array:
   """`x @ kernel` over the last axis of x; kernel is [in_features, out_features]."""
-  return lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())))
+  return lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())), precision=precision,
+                         preferred_element_type=preferred_element_type)
 
 
 # XLA's CPU convolution is slow when each output sees few inputs (first layers: 1–3 input
@@ -82,28 +85,45 @@ def window_slices(
   ]
 
 
-def _im2col_conv(x, kernel, strides, padding, rhs_dilation):
+def _im2col_conv(x, kernel, strides, padding, rhs_dilation, precision, preferred_element_type):
   window_h, window_w, in_features, out_features = kernel.shape
   slices = window_slices(x, (window_h, window_w), strides, padding, rhs_dilation)
   patches = slices[0] if len(slices) == 1 else jnp.concatenate(slices, axis=-1)
-  return dense(patches, kernel.reshape(window_h * window_w * in_features, out_features))
+  return dense(patches, kernel.reshape(window_h * window_w * in_features, out_features),
+               precision=precision, preferred_element_type=preferred_element_type)
+
+
+def _channels_last(spatial_dims: int) -> lax.ConvDimensionNumbers:
+  """Inputs and outputs [N, *spatial, C], kernels [*window, C_in, C_out] (NHWC/HWIO in 2-D)."""
+  features = (0, spatial_dims + 1, *range(1, spatial_dims + 1))
+  return lax.ConvDimensionNumbers(
+      lhs_spec=features, rhs_spec=(spatial_dims + 1, spatial_dims, *range(spatial_dims)),
+      out_spec=features)
 
 
 def conv(
     x: jax.Array,
     kernel: jax.Array,
     *,
-    strides: Sequence[int] = (1, 1),
+    strides: Sequence[int] | None = None,
     padding: str | Sequence[tuple[int, int]] = 'VALID',
-    rhs_dilation: Sequence[int] = (1, 1),
+    lhs_dilation: Sequence[int] | None = None,
+    rhs_dilation: Sequence[int] | None = None,
     feature_group_count: int = 1,
+    precision=None,
+    preferred_element_type=None,
 ) -> jax.Array:
-  """2-D convolution, x in NHWC, kernel in HWIO.
+  """Convolution over 1, 2 or 3 spatial axes: x [N, *spatial, C], kernel [*window, C/groups, O].
 
-  On CPU, the convolutions where XLA is slow run as im2col + matmul; elsewhere, and for
-  grouped convolutions, as XLA's convolution. Both give the same values up to float rounding.
+  `strides` and the dilations default to 1 on every spatial axis; their meaning is
+  `lax.conv_general_dilated`'s. On CPU, the 2-D convolutions where XLA is slow run as
+  im2col + matmul; elsewhere, and for grouped or input-dilated convolutions, as XLA's
+  convolution. Both give the same values up to float rounding.
   """
-  strides, rhs_dilation = tuple(strides), tuple(rhs_dilation)
+  ones = (1,) * (kernel.ndim - 2)
+  strides = ones if strides is None else tuple(strides)
+  lhs_dilation = ones if lhs_dilation is None else tuple(lhs_dilation)
+  rhs_dilation = ones if rhs_dilation is None else tuple(rhs_dilation)
   padding = padding if isinstance(padding, str) else tuple(map(tuple, padding))
 
   def xla_conv(x, kernel):
@@ -112,17 +132,23 @@ def conv(
         kernel,
         window_strides=strides,
         padding=padding,
+        lhs_dilation=lhs_dilation,
         rhs_dilation=rhs_dilation,
-        dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+        dimension_numbers=_channels_last(kernel.ndim - 2),
         feature_group_count=feature_group_count,
+        precision=precision,
+        preferred_element_type=preferred_element_type,
     )
 
+  if kernel.ndim != 4 or feature_group_count != 1 or lhs_dilation != ones:
+    return xla_conv(x, kernel)
   outputs = math.prod(jax.eval_shape(xla_conv, x, kernel).shape[:3])
-  if feature_group_count != 1 or not _im2col_is_faster(x, kernel, outputs):
+  if not _im2col_is_faster(x, kernel, outputs):
     return xla_conv(x, kernel)
   return lax.platform_dependent(
       x, kernel,
-      cpu=lambda x, kernel: _im2col_conv(x, kernel, strides, padding, rhs_dilation),
+      cpu=lambda x, kernel: _im2col_conv(x, kernel, strides, padding, rhs_dilation, precision,
+                                         preferred_element_type),
       default=xla_conv,
   )
 

@@ -19,8 +19,8 @@ from fajax import preemption
 from fajax import replicas as replicas_lib
 from fajax import workdir as workdir_lib
 from fajax.errors import DivergenceError
+from fajax.caller_objects import describe as describe_caller_objects
 from fajax.experiment import build
-from fajax.experiment import describe_caller_objects
 
 
 def steps_in_next_call(step: int, stop: int, steps_per_call: int, diagnose_at_stop: bool) -> int:

@@ -13,6 +13,7 @@ from fajax.configs import common
 from fajax.configs import mnist
 from fajax.datasets import cifar10
 from fajax.datasets import mnist as mnist_data
+from fajax.layers import default_kernel_init
 
 
 def write_cifar10(root, records_per_file=20, seed=0):
@@ -61,9 +62,10 @@ class TinyMLP(nnx.Module):
   with DFA taps on the two hidden layers."""
 
   def __init__(self, hidden=16, *, rngs):
-    self.fc1 = fajax.FeedbackDense(64, hidden, rngs=rngs)
-    self.fc2 = fajax.FeedbackDense(hidden, 12, rngs=rngs)
-    self.fc3 = fajax.FeedbackDense(12, 3, rngs=rngs)
+    init = dict(kernel_init=default_kernel_init, rngs=rngs)
+    self.fc1 = fajax.FeedbackDense(64, hidden, **init)
+    self.fc2 = fajax.FeedbackDense(hidden, 12, **init)
+    self.fc3 = fajax.FeedbackDense(12, 3, **init)
     self.direct = fajax.DirectFeedback()
 
   def __call__(self, x):

@@ -16,15 +16,26 @@ CONV_SETTINGS = [
     dict(strides=(1, 2), padding=((2, 1), (0, 3)), rhs_dilation=(2, 1)),
     dict(strides=(1, 1), padding='SAME', feature_group_count=2),
     dict(strides=(2, 1), padding='VALID', feature_group_count=4),  # depthwise
+    dict(strides=(1, 1), padding=((1, 1), (2, 0)), lhs_dilation=(2, 1)),
+    # 1-D and 3-D
+    dict(strides=(2,), padding='SAME'),
+    dict(strides=(1,), padding=((2, 1),), rhs_dilation=(2,), feature_group_count=2),
+    dict(strides=(1, 2, 1), padding='SAME'),
+    dict(strides=(1, 1, 1), padding='VALID', rhs_dilation=(1, 2, 1), feature_group_count=4),
+    dict(strides=(2, 1, 1), padding=((0, 1), (1, 1), (1, 0)), lhs_dilation=(1, 2, 2)),
 ]
+SPATIAL_SHAPES = {1: (11,), 2: (9, 8), 3: (5, 6, 7)}
+CHANNELS_LAST = {1: ('NWC', 'WIO', 'NWC'), 2: ('NHWC', 'HWIO', 'NHWC'),
+                 3: ('NDHWC', 'DHWIO', 'NDHWC')}
 
 
 def _conv_case(settings):
   groups = settings.get('feature_group_count', 1)
+  spatial = SPATIAL_SHAPES[len(settings['strides'])]
   op = functools.partial(kernel.conv, **settings)
   keys = jax.random.split(jax.random.key(0), 3)
-  x = jax.random.normal(keys[0], (3, 9, 8, 4))
-  w = jax.random.normal(keys[1], (3, 3, 4 // groups, 8))
+  x = jax.random.normal(keys[0], (3, *spatial, 4))
+  w = jax.random.normal(keys[1], (*(3,) * len(spatial), 4 // groups, 8))
   b = jax.random.normal(keys[2], w.shape)
   return op, x, w, b
 
@@ -109,11 +120,13 @@ def test_second_order_through_the_weight_gradient():
 @pytest.mark.parametrize('settings', CONV_SETTINGS)
 def test_conv_and_its_transposes_match_lax_convolution(settings):
   op, x, w, _ = _conv_case(settings)
-  groups = settings.get('feature_group_count', 1)
+  ones = (1,) * (w.ndim - 2)
   direct = functools.partial(
       lax.conv_general_dilated, window_strides=settings['strides'],
-      padding=settings['padding'], rhs_dilation=settings.get('rhs_dilation', (1, 1)),
-      dimension_numbers=('NHWC', 'HWIO', 'NHWC'), feature_group_count=groups)
+      padding=settings['padding'], lhs_dilation=settings.get('lhs_dilation', ones),
+      rhs_dilation=settings.get('rhs_dilation', ones),
+      dimension_numbers=CHANNELS_LAST[w.ndim - 2],
+      feature_group_count=settings.get('feature_group_count', 1))
   y = direct(x, w)
   np.testing.assert_allclose(op(x, w), y, rtol=1e-5, atol=1e-5)
   for argnum in (0, 1):
@@ -143,6 +156,12 @@ def test_small_convolutions_run_as_matmuls_on_cpu_and_large_ones_as_convolutions
   assert 'convolution(' in large
   grouped = _compiled_ops(dict(feature_group_count=2), (2, 8, 8, 4), (3, 3, 2, 4))
   assert 'convolution(' in grouped
+  # im2col is for 2-D convolutions of undilated inputs only.
+  one_d = _compiled_ops(dict(padding='SAME'), (8, 16, 3), (5, 3, 32))
+  three_d = _compiled_ops(dict(padding='SAME'), (2, 6, 6, 6, 3), (3, 3, 3, 3, 8))
+  input_dilated = _compiled_ops(dict(padding=((2, 2), (2, 2)), lhs_dilation=(2, 2)),
+                                (8, 16, 16, 3), (5, 5, 3, 32))
+  assert all('convolution(' in ops for ops in (one_d, three_d, input_dilated))
 
 
 def test_b_proportional_to_w_gives_bps_backward_direction_exactly():

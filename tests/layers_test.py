@@ -1,13 +1,21 @@
-"""Feedback layers: where W, bias and B live, and what the backward pass uses."""
+"""Feedback layers: where W, bias and B live, what the backward pass uses, and their likeness to
+nnx's layers (tests/convert_test.py checks their forward and backward passes against nnx's)."""
+
+import inspect
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 from flax import nnx
 
 from fajax import kernel
+from fajax.general_layers import FeedbackEinsum, FeedbackLinearGeneral
 from fajax.layers import Feedback, FeedbackConv, FeedbackDense
+
+NNX_COUNTERPARTS = [(nnx.Linear, FeedbackDense), (nnx.Conv, FeedbackConv),
+                    (nnx.LinearGeneral, FeedbackLinearGeneral), (nnx.Einsum, FeedbackEinsum)]
 
 
 def test_dense_holds_w_and_bias_as_params_and_b_apart():
@@ -50,3 +58,44 @@ def test_optimizer_over_params_never_touches_b():
     optimizer.update(layer, grads)
   np.testing.assert_array_equal(layer.feedback[...], b_before)
   assert not np.allclose(layer.kernel[...], w_before)
+
+
+@pytest.mark.parametrize('plain,feedback', NNX_COUNTERPARTS, ids=lambda c: c.__name__)
+def test_constructors_and_calls_take_the_nnx_layers_arguments_with_their_defaults(plain, feedback):
+  described = lambda method: [(p.name, p.kind, p.default)
+                              for p in inspect.signature(method).parameters.values()]
+  assert described(feedback.__init__) == described(plain.__init__)
+  assert described(feedback.__call__) == described(plain.__call__)
+
+
+def test_conv_reads_an_int_kernel_size_as_1d_and_pads_same_by_default():
+  layer = FeedbackConv(3, 4, 3, rngs=nnx.Rngs(params=0, feedback=1))
+  assert layer.kernel.shape == layer.feedback.shape == (3, 3, 4)
+  assert layer(jnp.ones((2, 10, 3))).shape == (2, 10, 4)
+
+
+def test_b_and_w_are_drawn_by_the_given_initializer():
+  init = nnx.initializers.constant(0.25)
+  layer = FeedbackConv(2, 3, (2, 2, 2), kernel_init=init, rngs=nnx.Rngs(params=0, feedback=1))
+  np.testing.assert_array_equal(layer.kernel[...], np.full((2, 2, 2, 2, 3), 0.25))
+  np.testing.assert_array_equal(layer.feedback[...], layer.kernel[...])
+
+
+@pytest.mark.parametrize('make,argument', [
+    (lambda rngs: FeedbackDense(2, 3, dot_general=jnp.dot, rngs=rngs), 'dot_general'),
+    (lambda rngs: FeedbackConv(2, 3, 3, conv_general_dilated=lambda *a, **k: None, rngs=rngs),
+     'conv_general_dilated'),
+    (lambda rngs: FeedbackLinearGeneral(2, 3, dot_general_cls=object, rngs=rngs),
+     'dot_general_cls'),
+    (lambda rngs: FeedbackEinsum('ab,bc->ac', (2, 3), einsum_op=np.einsum, rngs=rngs),
+     'einsum_op'),
+], ids=['dense', 'conv', 'linear_general', 'einsum'])
+def test_an_op_the_backward_pass_cannot_transpose_is_a_value_error(make, argument):
+  with pytest.raises(ValueError, match=f'{argument}=.* cannot be honoured by a feedback layer'):
+    make(nnx.Rngs(0))
+
+
+def test_an_explicit_output_sharding_is_a_value_error():
+  layer = FeedbackDense(2, 3, rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match='out_sharding=.* cannot be honoured'):
+    layer(jnp.ones((1, 2)), out_sharding=jax.sharding.PartitionSpec())

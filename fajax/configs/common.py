@@ -11,7 +11,9 @@ def get_config() -> ml_collections.ConfigDict:
   # The learning rule (fajax.methods.METHODS) and its switches.
   config.method = 'bp'
   # Layers whose feedback is exact (B = W) whatever the method, by name: e.g. ('fc2',), the
-  # readout of LeNet-5, is the "exact last layer" of Xiao et al. 2018 (fajax.rules).
+  # readout of LeNet-5, is the "exact last layer" of Xiao et al. 2018 (fajax.rules). A caller's
+  # model may keep plain nnx layers (which backprop exactly) only where they are named here, by
+  # path (e.g. 'encoder/head'); elsewhere they are an error (fajax.to_feedback converts them).
   config.exact_layers = ()
   # Norm control per output filter (all axes but the last) instead of over the whole tensor.
   config.norm_per_output_filter = False

@@ -23,9 +23,9 @@ class LeNet5(nnx.Module):
   ):
     self.error_after_pooling = error_after_pooling  # see common.relu_then_pool
     init = dict(kernel_init=kernel_init, rngs=rngs)
-    self.conv1 = FeedbackConv(in_channels, 6, (5, 5), **init)
-    self.conv2 = FeedbackConv(6, 16, (5, 5), **init)
-    self.conv3 = FeedbackConv(16, 120, (5, 5), **init)
+    self.conv1 = FeedbackConv(in_channels, 6, (5, 5), padding='VALID', **init)
+    self.conv2 = FeedbackConv(6, 16, (5, 5), padding='VALID', **init)
+    self.conv3 = FeedbackConv(16, 120, (5, 5), padding='VALID', **init)
     self.fc1 = FeedbackDense(120, 84, **init)
     self.fc2 = FeedbackDense(84, num_classes, **init)
     self.direct = DirectFeedback()
