@@ -16,7 +16,7 @@ from flax import nnx
 from flax.nnx.nn import linear as nnx_linear
 
 from fajax.general_layers import FeedbackEinsum, FeedbackLinearGeneral
-from fajax.layers import FeedbackConv, FeedbackDense
+from fajax.layers import FeedbackConv, FeedbackDense, layer_name
 
 FEEDBACK_LAYERS = {
     nnx.Linear: FeedbackDense,
@@ -87,7 +87,7 @@ def to_feedback(module: nnx.Module, *, rngs: nnx.Rngs,
 
 
 def unconverted_layers(module: nnx.Module) -> list[str]:
-  """Paths (e.g. 'encoder/layers/0/query') of the nnx.Linear, Conv, LinearGeneral and Einsum
-  layers in `module`, subclasses included."""
-  return ['/'.join(map(str, path)) for path, node in nnx.iter_graph(module)
+  """Names (`layers.layer_name`, e.g. 'encoder/layers/0/query') of the nnx.Linear, Conv,
+  LinearGeneral and Einsum layers in `module`, subclasses included."""
+  return [layer_name(path) for path, node in nnx.iter_graph(module)
           if isinstance(node, tuple(FEEDBACK_LAYERS))]

@@ -43,6 +43,13 @@ class Feedback(nnx.Variable):
   """Feedback weights B of a layer: the matrix the backward pass uses in place of W."""
 
 
+def layer_name(path: Sequence) -> str:
+  """The name by which train states, rules, diagnostics and configs know the layer at an NNX
+  path: its keys joined by '/', the indices of `nnx.List` and `nnx.Sequential` entries in
+  decimal (('blocks', 0, 'attn', 'query') → 'blocks/0/attn/query')."""
+  return '/'.join(map(str, path))
+
+
 def require_default(name: str, value, *defaults) -> None:
   """Raises ValueError for an nnx argument that changes the op a feedback layer transposes."""
   if not any(value is default for default in defaults):

@@ -58,11 +58,18 @@ def learning_curves(all_runs, path):
   plt.close(fig)
 
 
+def aligned_layers(metrics: list[dict]) -> list[str]:
+  """The layers of the 'align/<layer>/<measure>' keys; a layer name may hold '/' itself
+  ('conv1/conv', 'blocks/0/query')."""
+  return sorted({key[len('align/'):].rsplit('/', 1)[0]
+                 for record in metrics for key in record if key.startswith('align/')})
+
+
 def alignment(all_runs, path):
   fig, axes = plt.subplots(len(all_runs), len(ALIGNMENT_PANELS),
                            figsize=(15, 3.6 * len(all_runs)), squeeze=False)
   for row, run in zip(axes, all_runs):
-    layers = sorted({k.split('/')[1] for m in run['metrics'] for k in m if k.startswith('align/')})
+    layers = aligned_layers(run['metrics'])
     for ax, (key, ylabel) in zip(row, ALIGNMENT_PANELS):
       for layer in layers:  # replica 0's: the alignment of one model
         steps, values = runs.series(run['metrics'], f'align/{layer}/{key}')

@@ -24,7 +24,7 @@ from fajax import direct
 from fajax import methods
 from fajax import sharding
 from fajax.direct import ErrorFeedback
-from fajax.layers import Feedback
+from fajax.layers import Feedback, layer_name
 from fajax.optimizers import set_hyperparams
 
 _LEARNED_OR_FEEDBACK = nnx.Any(nnx.Param, Feedback, ErrorFeedback)
@@ -34,7 +34,7 @@ _LEARNED_OR_FEEDBACK = nnx.Any(nnx.Param, Feedback, ErrorFeedback)
 class TrainState:
   step: jax.Array
   params: dict  # the model's nnx.Param state as a nested dict: W and biases
-  feedback: dict  # layer name → that layer's feedback weights B
+  feedback: dict  # layer name (`layers.layer_name` of its path) → its feedback weights B
   error_feedback: dict  # DFA / DenseFA matrices (fixed), empty for other methods
   model_state: dict  # every other model variable: batch-norm statistics, dropout RNG counts
   opt_state: optax.OptState
@@ -47,23 +47,36 @@ class TrainState:
   diverged_check: jax.Array
 
 
+def _kernel_paths(flat_params: dict) -> dict[str, tuple]:
+  """Layer name (`layers.layer_name`) → the path of its kernel among `flat_params`' keys.
+
+  The paths keep NNX's own keys, ints for the entries of an `nnx.List` or `nnx.Sequential`:
+  trees rebuilt from them merge back into the module, where a key '0' would not.
+  """
+  return {layer_name(path[:-1]): path for path in flat_params if path[-1] == 'kernel'}
+
+
 def layer_kernels(params: dict, layers) -> dict:
   """W of every feedback layer in `layers` (e.g. the feedback dict), keyed by layer name."""
-  flat = traverse_util.flatten_dict(params, sep='/')
-  return {layer: flat[f'{layer}/kernel'] for layer in layers}
+  flat = traverse_util.flatten_dict(params)
+  paths = _kernel_paths(flat)
+  return {layer: flat[paths[layer]] for layer in layers}
 
 
 def with_kernels(params: dict, kernels: dict) -> dict:
   """`params` with each layer's kernel replaced by the one in `kernels`."""
-  flat = traverse_util.flatten_dict(params, sep='/')
-  flat.update({f'{layer}/kernel': w for layer, w in kernels.items()})
-  return traverse_util.unflatten_dict(flat, sep='/')
+  flat = traverse_util.flatten_dict(params)
+  paths = _kernel_paths(flat)
+  flat.update({paths[layer]: w for layer, w in kernels.items()})
+  return traverse_util.unflatten_dict(flat)
 
 
-def _feedback_tree(feedback: dict) -> dict:
-  """The flat `layer name → B` dict as the nested state NNX expects."""
+def _feedback_tree(params: dict, feedback: dict) -> dict:
+  """The flat `layer name → B` dict as the nested state NNX expects, at the paths of the
+  layers' kernels in `params`."""
+  paths = _kernel_paths(traverse_util.flatten_dict(params))
   return traverse_util.unflatten_dict(
-      {(*layer.split('/'), 'feedback'): b for layer, b in feedback.items()})
+      {(*paths[layer][:-1], 'feedback'): b for layer, b in feedback.items()})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +100,8 @@ class Model:
     """The NNX module with the weights of `state` (B = W with `exact`)."""
     feedback = layer_kernels(state.params, state.feedback) if exact else state.feedback
     return nnx.merge(self.exact_graphdef if exact else self.graphdef, state.params,
-                     _feedback_tree(feedback), {} if exact else state.error_feedback,
+                     _feedback_tree(state.params, feedback),
+                     {} if exact else state.error_feedback,
                      state.model_state)
 
   def apply(
@@ -119,7 +133,7 @@ def _split(network: nnx.Module):
       network, nnx.Param, Feedback, ErrorFeedback, ...
   )
   flat_feedback = traverse_util.flatten_dict(nnx.to_pure_dict(feedback))
-  feedback = {'/'.join(k[:-1]): b for k, b in flat_feedback.items()}
+  feedback = {layer_name(path[:-1]): b for path, b in flat_feedback.items()}
   pure = nnx.to_pure_dict
   return graphdef, pure(params), feedback, pure(error_feedback), pure(model_state)
 

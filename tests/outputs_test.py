@@ -54,6 +54,12 @@ def test_tensorboard_events_hold_the_logged_metrics(two_runs):
   assert 'align/conv1/angle_delta_deg' in scalars and 'align/fc2/norm_ratio' in scalars
 
 
+def test_alignment_plots_find_nested_layers():
+  metrics = [{'align/conv1/angle_wb_deg': 80.0, 'align/stage1/conv/norm_ratio': 1.0,
+              'align/blocks/0/query/angle_delta_deg': 70.0, 'train/loss': 1.0}]
+  assert plot.aligned_layers(metrics) == ['blocks/0/query', 'conv1', 'stage1/conv']
+
+
 def test_plot_writes_learning_curves_and_alignment(two_runs, tmp_path):
   paths = plot.plot(two_runs, str(tmp_path))
   for path in paths:
