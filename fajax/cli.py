@@ -7,6 +7,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from fajax import host_memory
 from fajax import preemption
 from fajax.errors import FajaxError
 
@@ -27,6 +28,9 @@ def run(body: Callable[..., None], positional: bool = False) -> None:
     # Orbax reports every checkpoint step at INFO; the progress lines are what a user reads.
     if not flags.FLAGS['verbosity'].present:
       logging.set_verbosity(logging.WARNING)
+    # A process-wide allocator setting: the commands own their process, a library call does not
+    # (`fajax.train` from a notebook or a user's program leaves the allocator alone).
+    host_memory.retain_freed_buffers()
     try:
       body(argv) if positional else body()
     except FajaxError as e:

@@ -3,7 +3,9 @@
 Between "stops" (a logging, evaluation or checkpoint step) the loop may run several steps per
 call (`config.steps_per_call`, stacked batches in one `lax.scan`); the step that ends a logging
 interval runs alone, as the diagnosing step. The schedule of calls depends only on the step and
-the config, so a resumed run makes the same calls as an uninterrupted one, bit for bit.
+the config, so a resumed run makes the same calls as an uninterrupted one, bit for bit; that
+is also why a signal may stop the run after any call (`fajax.preemption`) and
+`$FAJAX_FAULT` may kill it there (`fajax.faults`).
 """
 
 import time
@@ -14,7 +16,6 @@ import numpy as np
 
 from fajax import datasets
 from fajax import faults as faults_lib
-from fajax import host_memory
 from fajax import preemption
 from fajax import replicas as replicas_lib
 from fajax import workdir as workdir_lib
@@ -114,7 +115,6 @@ def train(config: ml_collections.ConfigDict, workdir: str | None = None, *, mode
   metrics.jsonl. With a workdir, writes config.json, metrics.jsonl and checkpoints there, and
   resumes from the latest checkpoint when one exists; without one, writes nothing.
   """
-  host_memory.retain_freed_buffers()
   workdir_lib.check_resumable(workdir, describe_caller_objects(model, data))
   experiment = build(config, model=model, data=data)
   total_steps, schedule = experiment.total_steps, experiment.schedule

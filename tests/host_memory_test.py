@@ -1,5 +1,6 @@
 """The allocator setting keeps freed buffers in the process, ready for the next step."""
 
+import pathlib
 import subprocess
 import sys
 
@@ -35,3 +36,27 @@ def test_freed_buffers_stay_in_the_process_only_with_the_setting():
   assert held > 150  # the 200 MB stay mapped, ready for the next allocation
   _, held_by_default = _held_mb('default')
   assert held_by_default < 50  # glibc's default unmaps them at once
+
+
+_TRAIN_THEN_FREE = """
+import numpy as np
+from flax import nnx
+import fajax
+from tests.fixtures import TinyMLP, tiny_config, tiny_data
+fajax.train(tiny_config('fa'), model=TinyMLP(rngs=nnx.Rngs(0)), data=tiny_data())
+def rss_mb():
+  with open('/proc/self/statm') as f:
+    return int(f.read().split()[1]) * 4096 / 2**20
+before = rss_mb()
+buffer = np.ones(50 * 2**20, np.float32)
+del buffer
+print(rss_mb() - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith('linux'), reason='reads /proc; glibc only')
+def test_the_library_leaves_the_allocator_alone():
+  # Only the command lines (fajax.cli) change it: a notebook's process keeps glibc's defaults.
+  result = subprocess.run([sys.executable, '-c', _TRAIN_THEN_FREE], capture_output=True,
+                          text=True, check=True, cwd=pathlib.Path(__file__).resolve().parent.parent)
+  assert float(result.stdout.split()[-1]) < 50
