@@ -45,12 +45,13 @@ def _child(node, key):
   return node[key] if isinstance(node, (Sequence, Mapping)) else getattr(node, key)
 
 
-def _replace(root, path: tuple, value) -> None:
-  """Puts `value` at `path` (attribute names, list indices, dict keys) under `root`."""
+def replace_at(root, path: tuple, value) -> None:
+  """Puts `value` at `path` (attribute names, list indices, dict keys) under `root`, as
+  `nnx.iter_graph` gives paths."""
   *parents, key = path
   parent = functools.reduce(_child, parents, root)
   if isinstance(parent, tuple):  # immutable: a new tuple goes where it was
-    _replace(root, tuple(parents), parent[:key] + (value,) + parent[key + 1:])
+    replace_at(root, tuple(parents), parent[:key] + (value,) + parent[key + 1:])
   elif isinstance(parent, (MutableSequence, MutableMapping)):
     parent[key] = value
   else:
@@ -82,7 +83,7 @@ def to_feedback(module: nnx.Module, *, rngs: nnx.Rngs,
         converted[id(layer)] = layer, _feedback_layer(layer, kernel_init, rngs)
       if not path:
         return converted[id(layer)][1]
-      _replace(module, path, converted[id(layer)][1])
+      replace_at(module, path, converted[id(layer)][1])
   return module
 
 

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from fajax import convert
 from fajax import diagnostics
 from fajax.errors import ConfigError
 
@@ -296,12 +297,6 @@ def wire(network: nnx.Module, mode: str, input_shape: Sequence[int], num_outputs
         'if the machine has the memory, or use a smaller model'
     )
   path, _ = located
-  parent = network
-  for key in path[:-1]:
-    parent = parent[key] if isinstance(key, int) else getattr(parent, key)
-  replacement = DirectFeedback(sources, network_taps, num_outputs, rngs=rngs)
-  if isinstance(path[-1], int):
-    parent[path[-1]] = replacement
-  else:
-    setattr(parent, path[-1], replacement)
+  convert.replace_at(network, path,
+                     DirectFeedback(sources, network_taps, num_outputs, rngs=rngs))
   return network
