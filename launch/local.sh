@@ -38,7 +38,11 @@ status=0
 for _ in "${pids[@]}"; do
   wait -n && continue
   status=$?
-  echo "launch/local.sh: a process failed (exit $status); stopping the others" >&2
+  if [[ $status -eq 75 ]]; then  # fajax.preemption: every process stopped at the same step
+    echo "launch/local.sh: stopped by a signal after a checkpoint (exit 75); the same command resumes" >&2
+  else
+    echo "launch/local.sh: a process failed (exit $status); stopping the others" >&2
+  fi
   kill -TERM "${pids[@]}" 2>/dev/null || true
   sleep 5
   kill -KILL "${pids[@]}" 2>/dev/null || true

@@ -105,3 +105,27 @@ def test_large_parameters_are_split_over_the_batch_axis_on_request():
   assert split['big'].spec == P(None, sharding.BATCH_AXIS) and split['small'].spec == P()
   kept = sharding.state_shardings(mesh, leaves, shard_large_params=False)
   assert kept['big'].spec == P()
+
+
+@pytest.mark.slow  # three 2-process runs: about 2 minutes on 2 cores
+def test_a_sigterm_stops_every_process_at_one_step_and_the_run_resumes_bit_for_bit(
+    tmp_path, mnist_data_dir):
+  args = ['--config=experiments/mnist_bp.py', '--config.num_train_steps=60',
+          '--config.log_every_steps=20', '--config.checkpoint_every_steps=20']
+  run = lambda name, fault='': subprocess.run(
+      ['bash', 'launch/local.sh', '2', '1', '--', *args, f'--workdir={tmp_path / name}', *SMALL],
+      capture_output=True, text=True, cwd=REPO, timeout=600,
+      env={**_env(1, mnist_data_dir), 'FAJAX_FAULT': fault,
+           'FAJAX_LAUNCH_LOGS': str(tmp_path / f'{name}_logs')})
+  # Both processes signal themselves; JAX's coordination service picks one call for both.
+  stopped = run('stopped', 'term@step:30')
+  assert stopped.returncode == 75, stopped.stderr[-2000:]
+  [step] = {int(line.split('at step ')[1].split(',')[0])
+            for text in (stopped.stderr, (tmp_path / 'stopped_logs' / 'process_1.log').read_text())
+            for line in text.splitlines() if line.startswith('fajax: stopped by SIGTERM')}
+  assert 30 <= step < 60 and (tmp_path / 'stopped' / 'checkpoints' / str(step)).is_dir()
+  resumed = run('stopped')
+  assert resumed.returncode == 0 and f'Resumed from the checkpoint at step {step}' in resumed.stdout
+  assert run('whole').returncode == 0
+  read = lambda name: (tmp_path / name / 'metrics.jsonl').read_text()
+  assert read('stopped') == read('whole')
