@@ -55,9 +55,6 @@ def validate_config(config: ml_collections.ConfigDict, *, model_given: bool = Fa
     _choose('dataset', config.dataset, datasets.LOADERS, ', or pass data= to fajax.train')
   if not model_given:
     _choose('model', config.model, models.MODELS, ', or pass model= to fajax.train')
-  elif config.error_after_pooling:
-    raise ConfigError('error_after_pooling applies to the built-in models; a model= of your '
-                      'own places its taps itself (fajax.models.common.relu_then_pool)')
   _choose('kernel_init', config.kernel_init, models.KERNEL_INITIALIZERS)
   _choose('optimizer', config.optimizer, OPTIMIZERS)
   _choose('lr_schedule', config.lr_schedule, LR_SCHEDULES)
@@ -194,7 +191,9 @@ def build(config: ml_collections.ConfigDict, *, model: nnx.Module | None = None,
 
   `model`: an NNX module built from fajax's feedback layers (or converted by
   `fajax.to_feedback`), used instead of `config.model` (the run's seed then draws only
-  DFA/DenseFA matrices; W and B are the module's). `data`: an object with the protocol of
+  DFA/DenseFA matrices; W and B are the module's). The fields that build the built-in model
+  (`model`, `kernel_init`, `error_after_pooling`) then do not apply: the module places its own
+  taps. `data`: an object with the protocol of
   `datasets.Dataset`, used instead of `config.dataset`. Raises ConfigError for a config, model
   or data that cannot run.
   """

@@ -115,6 +115,15 @@ def test_dfa_on_a_caller_model_without_taps_is_a_config_error():
     fajax.build(tiny_config('dfa'), model=NoTaps(nnx.Rngs(0)), data=tiny_data())
 
 
+def test_a_caller_model_places_its_own_taps_whatever_error_after_pooling_says():
+  # The MNIST configs set error_after_pooling for LeNet-5; a caller's model is built already.
+  matrices = [
+      list(fajax.build(tiny_config('dfa', error_after_pooling=after), data=tiny_data(),
+                       model=TinyMLP(rngs=nnx.Rngs(0))).state.error_feedback['direct']['matrices'])
+      for after in (False, True)]
+  assert matrices == [['fc1_from_output']] * 2
+
+
 @pytest.mark.parametrize('path', sorted(glob.glob(str(REPO / 'experiments' / '*.py'))),
                          ids=os.path.basename)
 def test_every_experiment_config_loads_and_validates(path):
