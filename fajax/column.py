@@ -75,11 +75,12 @@ def parse_sweep(items: list[str]) -> dict[str, tuple[float, ...]]:
   return sweep
 
 
-def _command(config_path, run_dir, seeds, sweep, validation_examples) -> str:
+def _command(config_path, run_dir, seeds, sweep, validation_examples, overrides) -> str:
   parts = [f'python -m fajax.main --config=experiments/{config_path.name}',
            f'--workdir={run_dir}', f'--config.replicas={seeds}',
            f'--config.validation_examples={validation_examples}']
   parts += [f"--config.sweep.{name}='{values}'" for name, values in sweep.items()]
+  parts += [f'--config.{name}={value}' for name, value in overrides.items()]
   return ' '.join(parts)
 
 
@@ -115,9 +116,13 @@ def collect(column: str, workdir: str) -> dict:
 
 
 def run_column(column, workdir, *, seeds=1, sweep=None, validation_examples=10000,
-               num_epochs=None, num_train_steps=None, methods=None, task=0, tasks=1) -> dict:
+               overrides=None, methods=None, task=0, tasks=1) -> dict:
   """Trains (or resumes) each cell of `column` (or of `methods`) that falls to array task
-  `task` of `tasks`, then collects every cell finished so far into the table; returns them."""
+  `task` of `tasks`, then collects every cell finished so far into the table; returns them.
+
+  `overrides`: config fields set in every cell, such as {'num_epochs': 20}; each cell's
+  recorded command carries them.
+  """
   column_methods = paper.methods_of(column)
   unknown = sorted(set(methods or ()) - set(column_methods))
   if unknown:
@@ -126,7 +131,7 @@ def run_column(column, workdir, *, seeds=1, sweep=None, validation_examples=1000
     )
   if not 0 <= task < tasks:
     raise ConfigError(f'task {task} is not one of the {tasks} tasks (0 to {tasks - 1})')
-  sweep = sweep or {}
+  sweep, overrides = sweep or {}, overrides or {}
   if any(len(values) > 1 for values in sweep.values()) and not validation_examples:
     raise ConfigError('a sweep chooses on a validation split: set --validation_examples > 0')
   for method in (methods or column_methods)[task::tasks]:
@@ -138,10 +143,10 @@ def run_column(column, workdir, *, seeds=1, sweep=None, validation_examples=1000
       if name not in config.sweep:
         raise ConfigError(f"cannot sweep {name}; sweep any of: {', '.join(HYPERPARAMS)}")
       config.sweep[name] = values
-    if num_epochs is not None:
-      config.num_epochs = num_epochs
-    if num_train_steps is not None:
-      config.num_train_steps = num_train_steps
+    for name, value in overrides.items():
+      if name not in config:
+        raise ConfigError(f'no such config field: {name}')
+      config[name] = value
     run_dir = os.path.join(workdir, method)
     print(f'=== {column} / {method} ===', flush=True)
     cell_path = os.path.join(run_dir, CELL_FILE)
@@ -156,7 +161,7 @@ def run_column(column, workdir, *, seeds=1, sweep=None, validation_examples=1000
         **column_results.summarize(metrics['replicas'], paper.TABLE[method][column]),
         'step': metrics['step'], 'wall_s': wall_s, 'swept': sorted(sweep),
         'replicas': metrics['replicas'],
-        'command': _command(config_path, run_dir, seeds, sweep, validation_examples),
+        'command': _command(config_path, run_dir, seeds, sweep, validation_examples, overrides),
     }
     _write_atomically(cell_path, lambda path: pathlib.Path(path).write_text(
         json.dumps(cell, indent=2)))
@@ -170,10 +175,13 @@ def run_from_flags():
     task = _TASK.value if _TASK.value is not None else int(
         os.environ.get('SLURM_ARRAY_TASK_ID', 0))
     tasks = _TASKS.value or int(os.environ.get('SLURM_ARRAY_TASK_COUNT', 1))
+    overrides = {name: flag.value for name, flag in (('num_epochs', _NUM_EPOCHS),
+                                                     ('num_train_steps', _NUM_TRAIN_STEPS))
+                 if flag.value is not None}
     cells = run_column(
         _COLUMN.value, _WORKDIR.value, seeds=_SEEDS.value, sweep=parse_sweep(_SWEEP.value),
-        validation_examples=_VALIDATION.value, num_epochs=_NUM_EPOCHS.value,
-        num_train_steps=_NUM_TRAIN_STEPS.value, methods=_METHODS.value, task=task, tasks=tasks)
+        validation_examples=_VALIDATION.value, overrides=overrides, methods=_METHODS.value,
+        task=task, tasks=tasks)
   swept = {name for cell in cells.values() for name in cell['swept']}
   print(column_results.render(_COLUMN.value, cells, swept))
 

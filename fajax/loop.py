@@ -19,6 +19,7 @@ from fajax import faults as faults_lib
 from fajax import preemption
 from fajax import replicas as replicas_lib
 from fajax import workdir as workdir_lib
+from fajax import workdir_lock
 from fajax.errors import DivergenceError
 from fajax.caller_objects import describe as describe_caller_objects
 from fajax.experiment import build
@@ -113,14 +114,20 @@ def train(config: ml_collections.ConfigDict, workdir: str | None = None, *, mode
   They are 'step', the means over the replicas that did not diverge of 'eval/loss' and
   'eval/top1_error' (and 'validation/...'), and 'replicas': one record per replica, as in
   metrics.jsonl. With a workdir, writes config.json, metrics.jsonl and checkpoints there, and
-  resumes from the latest checkpoint when one exists; without one, writes nothing.
+  resumes from the latest checkpoint when one exists; without one, writes nothing. One run at a
+  time holds a workdir (`fajax.workdir_lock`): a second raises WorkdirInUse.
   """
-  workdir_lib.check_resumable(workdir, describe_caller_objects(model, data))
-  experiment = build(config, model=model, data=data)
-  total_steps, schedule = experiment.total_steps, experiment.schedule
   # Every process trains; process 0 alone writes the log and prints.
   is_main = jax.process_index() == 0
   say = (lambda line: print(line, flush=True)) if is_main else (lambda line: None)
+  with workdir_lock.held(workdir, say):
+    return _train(config, workdir, model, data, is_main, say)
+
+
+def _train(config, workdir, model, data, is_main: bool, say) -> dict:
+  workdir_lib.check_resumable(workdir, describe_caller_objects(model, data))
+  experiment = build(config, model=model, data=data)
+  total_steps, schedule = experiment.total_steps, experiment.schedule
   if len(experiment.replicas) > 1:
     say(describe_replicas(experiment.replicas, config))
   run = workdir_lib.Workdir(workdir, config, experiment.caller_objects, is_main,

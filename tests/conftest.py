@@ -6,6 +6,11 @@ import pytest
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
+# The suite compiles hundreds of programs and runs each for a few steps, so LLVM's optimisation
+# costs far more than it saves (the session's own and its subprocesses' compiles; BUILD_NOTES,
+# "Tests and CI time"). Set before JAX starts its backend.
+os.environ['XLA_FLAGS'] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0"
+
 
 @pytest.fixture(scope='session')
 def mnist_data_dir() -> str:
@@ -18,15 +23,22 @@ def mnist_data_dir() -> str:
 
 @pytest.fixture(scope='session', autouse=True)
 def compilation_cache(tmp_path_factory) -> str:
-  """One persistent XLA compilation cache for the session and the runs its tests start.
+  """One persistent XLA compilation cache for the session's workers and the runs they start.
 
   Tests compile the same steps many times (a CLI run and its resume, each rule's test on
-  LeNet-5); with the cache each compiles once.
+  LeNet-5, the same method in several files); with the cache each compiles once. The xdist
+  workers share it: JAX's cache writes whole files, and a read that fails recompiles.
   """
-  directory = str(tmp_path_factory.mktemp('jax_compilation_cache'))
-  os.environ['JAX_COMPILATION_CACHE_DIR'] = directory  # for the subprocesses
-  jax.config.update('jax_compilation_cache_dir', directory)
-  return directory
+  root = tmp_path_factory.getbasetemp()
+  if os.environ.get('PYTEST_XDIST_WORKER'):
+    root = root.parent  # the run's folder, above each worker's own
+  directory = root / 'jax_compilation_cache'
+  directory.mkdir(exist_ok=True)
+  for name, value in (('jax_compilation_cache_dir', str(directory)),
+                      ('jax_persistent_cache_min_compile_time_secs', '0.2')):
+    os.environ[name.upper()] = value  # for the subprocesses
+    jax.config.update(name, type(getattr(jax.config, name))(value))
+  return str(directory)
 
 
 def pytest_addoption(parser):

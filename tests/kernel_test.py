@@ -70,11 +70,10 @@ def test_with_b_equal_w_gradients_are_exactly_backprop(case):
 @pytest.mark.parametrize('case', CASES)
 def test_with_random_b_input_cotangent_is_transposed_op_with_b(case):
   op, x, w, b = case()
-  y, dy = op(x, w), jax.grad(_loss)(op(x, w))
+  dy = jax.grad(_loss)(op(x, w))
   dx = jax.grad(lambda x: _loss(kernel.feedback_op(op, x, w, b)))(x)
   # Independent answer: <op(x, B), dy> is linear in x, so its gradient is op_x^T(dy; B).
   expected = jax.grad(lambda x: jnp.vdot(op(x, b), dy))(x)
-  assert y.shape == dy.shape
   np.testing.assert_allclose(dx, expected, rtol=1e-5, atol=1e-5)
   # and it is not what BP propagates.
   assert not np.allclose(dx, jax.grad(lambda x: _loss(op(x, w)))(x), atol=1e-3)

@@ -118,10 +118,14 @@ def test_every_cell_of_the_paper_table_has_a_config():
 def test_column_chooses_on_validation_and_renders_error_bars_next_to_the_paper(
     tmp_path, mnist_data_dir, monkeypatch):
   monkeypatch.setenv('FAJAX_DATA_DIR', mnist_data_dir)
-  cells = column.run_column('mnist', str(tmp_path), seeds=2,
-                            sweep={'learning_rate': (1e-3, 1e-6)}, validation_examples=5000,
-                            num_train_steps=20, methods=['bp', 'dfa'])
+  cells = column.run_column(
+      'mnist', str(tmp_path), seeds=2, sweep={'learning_rate': (1e-3, 1e-6)},
+      validation_examples=1000, methods=['bp', 'dfa'],
+      overrides=dict(num_train_steps=20, train_examples_limit=3000, eval_examples_limit=1000))
   assert set(cells) == {'bp', 'dfa'} and cells['dfa']['step'] == 20
+  assert cells['dfa']['command'].endswith(
+      '--config.num_train_steps=20 --config.train_examples_limit=3000 '
+      '--config.eval_examples_limit=1000')
   for cell in cells.values():
     assert len(cell['replicas']) == 4 and cell['n'] == 2
     # 20 steps at 1e-6 learn nothing: validation picks 1e-3.
@@ -136,6 +140,8 @@ def test_column_chooses_on_validation_and_renders_error_bars_next_to_the_paper(
   assert '| learning_rate 0.001 |' in rows['BP'] and '✗ outside' in rows['BP']
   assert 'not run' in rows['DenseFA'] and 'not run' not in rows['DFA']
   assert (tmp_path / 'results.png').read_bytes().startswith(b'\x89PNG')
+  with pytest.raises(ConfigError, match='no such config field: num_epoch$'):
+    column.run_column('mnist', str(tmp_path), overrides={'num_epoch': 1}, methods=['bp'])
   with pytest.raises(ConfigError, match='bp_const not in the mnist column'):
     column.run_column('mnist', str(tmp_path), methods=['bp_const'])
   with pytest.raises(ConfigError, match='a sweep chooses on a validation split'):
@@ -147,11 +153,12 @@ def test_column_cells_split_over_array_tasks_collect_into_one_table(tmp_path, mn
                                                                      monkeypatch):
   monkeypatch.setenv('FAJAX_DATA_DIR', mnist_data_dir)
   # Task 1 of 8 takes the cells 1 and 9 of the column's nine: BP + Noise alone.
-  cells = column.run_column('mnist', str(tmp_path), num_train_steps=4, validation_examples=0,
+  tiny = dict(num_train_steps=4, eval_examples_limit=500)
+  cells = column.run_column('mnist', str(tmp_path), overrides=tiny, validation_examples=0,
                             task=1, tasks=8)
   assert list(cells) == ['bp_noise']
   assert (tmp_path / 'bp_noise' / 'cell.json').exists()
-  column.run_column('mnist', str(tmp_path), num_train_steps=4, validation_examples=0,
+  column.run_column('mnist', str(tmp_path), overrides=tiny, validation_examples=0,
                     methods=['bp'])
   assert set(column.collect('mnist', str(tmp_path))) == {'bp', 'bp_noise'}
   rows = (tmp_path / 'results.md').read_text()

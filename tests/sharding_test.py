@@ -16,7 +16,8 @@ SMALL = ['--config.train_examples_limit=2048', '--config.eval_examples_limit=512
 
 def _env(devices, data_dir):
   return {**os.environ, 'FAJAX_DATA_DIR': data_dir,
-          'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}'}
+          'XLA_FLAGS': f"{os.environ.get('XLA_FLAGS', '')} "
+                       f'--xla_force_host_platform_device_count={devices}'}
 
 
 def _main(config, workdir, devices, data_dir, *overrides):
