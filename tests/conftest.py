@@ -34,10 +34,11 @@ def compilation_cache(tmp_path_factory) -> str:
     root = root.parent  # the run's folder, above each worker's own
   directory = root / 'jax_compilation_cache'
   directory.mkdir(exist_ok=True)
-  for name, value in (('jax_compilation_cache_dir', str(directory)),
-                      ('jax_persistent_cache_min_compile_time_secs', '0.2')):
-    os.environ[name.upper()] = value  # for the subprocesses
-    jax.config.update(name, type(getattr(jax.config, name))(value))
+  # The subprocesses read the same settings from the environment.
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = str(directory)
+  os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0.2'
+  jax.config.update('jax_compilation_cache_dir', str(directory))
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.2)
   return str(directory)
 
 
