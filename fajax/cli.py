@@ -1,8 +1,11 @@
-"""What every fajax command line shares: quiet library logs and one-line user errors."""
+"""What every fajax command line shares: quiet library logs, one-line user errors, and a
+persistent compilation cache."""
 
+import os
 import sys
 from collections.abc import Callable
 
+import jax
 from absl import app
 from absl import flags
 from absl import logging
@@ -10,6 +13,22 @@ from absl import logging
 from fajax import host_memory
 from fajax import preemption
 from fajax.errors import FajaxError
+
+_COMPILATION_CACHE_DIR = flags.DEFINE_string(
+    'compilation_cache_dir', None,
+    'Folder of the persistent XLA compilation cache: a second run of the same programs starts '
+    'without compiling them. Default: $JAX_COMPILATION_CACHE_DIR, else '
+    '$XDG_CACHE_HOME/fajax/xla (~/.cache/fajax/xla); "" turns it off.')
+
+
+def compilation_cache_dir(flag_value: str | None) -> str:
+  """The cache folder the flag, the environment or the user cache folder name; '' for none."""
+  if flag_value is not None:
+    return flag_value
+  if os.environ.get('JAX_COMPILATION_CACHE_DIR') is not None:
+    return os.environ['JAX_COMPILATION_CACHE_DIR']
+  cache_home = os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache')
+  return os.path.join(cache_home, 'fajax', 'xla')
 
 
 def run(body: Callable[..., None], positional: bool = False) -> None:
@@ -31,6 +50,9 @@ def run(body: Callable[..., None], positional: bool = False) -> None:
     # A process-wide allocator setting: the commands own their process, a library call does not
     # (`fajax.train` from a notebook or a user's program leaves the allocator alone).
     host_memory.retain_freed_buffers()
+    # Also process-wide, so set here and not by the library.
+    jax.config.update('jax_compilation_cache_dir',
+                      compilation_cache_dir(_COMPILATION_CACHE_DIR.value) or None)
     try:
       body(argv) if positional else body()
     except FajaxError as e:

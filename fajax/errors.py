@@ -19,3 +19,7 @@ class DivergenceError(FajaxError):
 
 class CheckpointError(FajaxError):
   """No checkpoint of a run can be restored."""
+
+
+class StorageError(FajaxError):
+  """The workdir cannot be written: its disk is full, read-only, or over quota."""

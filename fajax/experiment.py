@@ -10,6 +10,7 @@ everything training needs (an `Experiment`).
 
 import dataclasses
 import functools
+import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -29,13 +30,23 @@ from fajax import replicas as replicas_lib
 from fajax import sharding
 from fajax import steps
 from fajax.errors import ConfigError
-from fajax.optimizers import LR_SCHEDULES, OPTIMIZERS, create_optimizer
+from fajax.optimizers import HYPERPARAMS, LR_SCHEDULES, OPTIMIZERS, create_optimizer
 from fajax.train_state import Model, TrainState, create_train_state
 
 COMPUTE_DTYPES = ('float32', 'bfloat16')
-_POSITIVE_FIELDS = ('batch_size', 'eval_batch_size', 'log_every_steps', 'eval_every_epochs',
-                    'checkpoint_every_steps', 'checkpoints_to_keep', 'data_workers',
-                    'image_size', 'steps_per_call')
+_POSITIVE = ('positive', lambda v: math.isfinite(v) and v > 0)
+_NOT_NEGATIVE = ('0 or positive', lambda v: math.isfinite(v) and v >= 0)
+# Every numeric field a run reads, and the values it can run with.
+_RANGES = {
+    **{field: _POSITIVE for field in (
+        'batch_size', 'eval_batch_size', 'log_every_steps', 'eval_every_epochs',
+        'checkpoint_every_steps', 'checkpoints_to_keep', 'data_workers', 'image_size',
+        'steps_per_call', 'replicas', 'learning_rate', 'direct_feedback_memory_budget_mb')},
+    **{field: _NOT_NEGATIVE for field in (
+        'weight_decay', 'feedback_noise_std', 'warmup_steps', 'validation_examples',
+        'train_examples_limit', 'eval_examples_limit')},
+    'momentum': ('in [0, 1)', lambda v: 0 <= v < 1),
+}
 
 
 def _choose(name: str, value: str, choices, alternative: str = '') -> None:
@@ -59,16 +70,18 @@ def validate_config(config: ml_collections.ConfigDict, *, model_given: bool = Fa
   _choose('optimizer', config.optimizer, OPTIMIZERS)
   _choose('lr_schedule', config.lr_schedule, LR_SCHEDULES)
   _choose('compute_dtype', config.compute_dtype, COMPUTE_DTYPES)
-  for field in _POSITIVE_FIELDS:
-    if config[field] <= 0:
-      raise ConfigError(f'{field} must be positive, got {config[field]}')
+  for field, (requirement, holds) in _RANGES.items():
+    if not holds(config[field]):
+      raise ConfigError(f'{field} must be {requirement}, got {config[field]}')
+  for field, values in config.sweep.items():
+    if field not in HYPERPARAMS:
+      raise ConfigError(f"cannot sweep {field}; sweep any of: {', '.join(HYPERPARAMS)}")
+    requirement, holds = _RANGES[field]
+    for value in values:
+      if not isinstance(value, (int, float)) or not holds(value):
+        raise ConfigError(f'sweep.{field}: {field} must be {requirement}, got {value!r}')
   if config.num_train_steps <= 0 and config.num_epochs <= 0:
     raise ConfigError('set num_epochs or num_train_steps to a positive number of steps')
-  if config.learning_rate <= 0:
-    raise ConfigError(f'learning_rate must be positive, got {config.learning_rate}')
-  if config.validation_examples < 0:
-    raise ConfigError(f'validation_examples must be 0 (none) or positive, got '
-                      f'{config.validation_examples}')
 
 
 def _network_source(config, spec: datasets.Spec, module: nnx.Module | None):
@@ -161,12 +174,12 @@ class Experiment:
             sharding.global_array(labels, batch_sharding))
 
   def eval_batches(self, split: str = datasets.TEST) -> Iterator[tuple[jax.Array, ...]]:
-    """A split's (images, labels, mask), each a global array on the mesh."""
-    rows = sharding.process_slice(self.config.eval_batch_size)
+    """A split's (images, labels, mask), each a global array on the mesh; each process reads
+    only its own rows."""
     batch_sharding = sharding.batch_sharding(self.mesh)
-    extra = {} if split == datasets.TEST else {'split': split}
-    for batch in self.data.eval_batches(self.config.eval_batch_size, **extra):
-      yield tuple(sharding.global_array(x[rows], batch_sharding) for x in batch)
+    for batch in self.data.eval_batches(self.config.eval_batch_size, split,
+                                        jax.process_index(), jax.process_count()):
+      yield tuple(sharding.global_array(x, batch_sharding) for x in batch)
 
   def evaluate(self, state: TrainState) -> dict[str, np.ndarray]:
     """Per-replica loss and top-1 error (%) on the test split ('eval/...') and, with

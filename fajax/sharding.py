@@ -68,13 +68,6 @@ def global_array(local, sharding: NamedSharding) -> jax.Array:
   return jax.make_array_from_process_local_data(sharding, local)
 
 
-def process_slice(batch_size: int) -> slice:
-  """This process's rows of a global batch."""
-  per_process = batch_size // jax.process_count()
-  start = jax.process_index() * per_process
-  return slice(start, start + per_process)
-
-
 def _cluster_announced() -> bool:
   """True where the environment says this is one of several processes JAX can find itself.
 

@@ -8,6 +8,8 @@ Only process 0 (`is_main`) writes config.json and the metrics; every process tak
 checkpoint writes, which Orbax coordinates.
 """
 
+import contextlib
+import errno
 import json
 import os
 
@@ -17,6 +19,7 @@ import orbax.checkpoint as ocp
 
 from fajax.errors import CheckpointError
 from fajax.errors import ConfigError
+from fajax.errors import StorageError
 
 CONFIG_FILE = 'config.json'
 METRICS_FILE = 'metrics.jsonl'
@@ -25,6 +28,22 @@ METRICS_FILE = 'metrics.jsonl'
 INTERVAL_FILE = 'unlogged_steps.npz'
 # config.json's record of the caller's objects a run used instead of config.model / .dataset.
 CALLER_OBJECTS_KEY = 'caller_objects'
+
+
+# What a full or read-only disk is called by the OS (OSError.errno) and by Orbax, whose
+# TensorStore writes report it inside a ValueError's message.
+_STORAGE_FAILURES = {
+    errno.ENOSPC: 'No space left on device',
+    errno.EROFS: 'Read-only file system',
+    errno.EDQUOT: 'Disk quota exceeded',
+}
+
+
+def _storage_failure(error: BaseException) -> str | None:
+  """What made a write fail, when it was the disk: full, read-only or over quota."""
+  if isinstance(error, OSError) and error.errno in _STORAGE_FAILURES:
+    return _STORAGE_FAILURES[error.errno]
+  return next((reason for reason in _STORAGE_FAILURES.values() if reason in str(error)), None)
 
 
 class MetricsLog:
@@ -144,7 +163,7 @@ class Workdir:
     if is_main:
       os.makedirs(path, exist_ok=True)
       record = {**json.loads(config.to_json_best_effort()), CALLER_OBJECTS_KEY: caller_objects}
-      with open(os.path.join(path, CONFIG_FILE), 'w') as f:
+      with self._writing(CONFIG_FILE), open(os.path.join(path, CONFIG_FILE), 'w') as f:
         json.dump(record, f, indent=2)
 
   @property
@@ -187,8 +206,26 @@ class Workdir:
         f'no checkpoint in {self.checkpoints.directory} can be read; move that folder away to '
         'start the run afresh')
 
+  @contextlib.contextmanager
+  def _writing(self, what: str):
+    """Turns a write that failed for lack of space or of write access into a StorageError
+    naming the checkpoint that stays good; a run stopped there loses nothing after it."""
+    try:
+      yield
+    except Exception as e:  # pylint: disable=broad-except  # Orbax wraps OS errors in others
+      reason = _storage_failure(e)
+      if reason is None:
+        raise
+      kept = self.latest_checkpoint_step()
+      raise StorageError(
+          f'cannot write {what} in {self.path}: {reason.lower()}; '
+          + (f'the checkpoint at step {kept} is kept. ' if kept is not None else '')
+          + 'Free space or make the folder writable, then run the same command to resume'
+      ) from e
+
   def write_metrics(self, step: int, lines: list[dict]) -> None:
-    self.log.write(step, lines)
+    with self._writing(f'the metrics of step {step}'):
+      self.log.write(step, lines)
 
   def save(self, step: int, state, unlogged: dict | None = None) -> None:
     """Checkpoints `state` at `step`, with `unlogged` ('train/...' → [step, replica] arrays of
@@ -197,11 +234,12 @@ class Workdir:
     The interval is written first, so a whole checkpoint always has its interval beside it.
     """
     interval_path = os.path.join(self.path, INTERVAL_FILE)
-    if unlogged and self.log.path:
-      temporary = f'{interval_path}.tmp.npz'
-      np.savez(temporary, step=step, **unlogged)
-      os.replace(temporary, interval_path)
-    self.checkpoints.save(step, args=ocp.args.StandardSave(state))
+    with self._writing(f'the checkpoint of step {step}'):
+      if unlogged and self.log.path:
+        temporary = f'{interval_path}.tmp.npz'
+        np.savez(temporary, step=step, **unlogged)
+        os.replace(temporary, interval_path)
+      self.checkpoints.save(step, args=ocp.args.StandardSave(state))
 
   def restore_interval(self, step: int) -> list[dict]:
     """The unlogged metrics saved with the checkpoint at `step` (one [step, replica] array per
@@ -216,7 +254,11 @@ class Workdir:
 
   def close(self) -> None:
     """Finishes every write, also when stopping on an error: never a half checkpoint."""
-    self.log.close()
-    if self.checkpoints:
-      self.checkpoints.wait_until_finished()
-      self.checkpoints.close()
+    try:
+      with self._writing('the metrics'):
+        self.log.close()
+    finally:
+      if self.checkpoints:
+        with self._writing('the last checkpoint'):
+          self.checkpoints.wait_until_finished()
+        self.checkpoints.close()

@@ -98,6 +98,22 @@ def test_eval_batches_cover_the_split_once_with_a_mask(tmp_path):
   np.testing.assert_array_equal(labels, [data.test_source[i][1] for i in range(20)])
 
 
+@pytest.mark.parametrize('kind', ['grain', 'in memory'])
+def test_two_processes_read_disjoint_halves_of_each_eval_batch(tmp_path, kind):
+  write_cifar10(tmp_path)
+  data = datasets.load(_cifar_config(tmp_path))
+  if kind == 'in memory':
+    data = datasets.InMemoryDataset.random(data.spec, (32, 32, 3), 8, 20)
+  whole = list(data.eval_batches(16))
+  halves = [list(data.eval_batches(16, shard_index=i, shard_count=2)) for i in range(2)]
+  assert len(halves[0]) == len(halves[1]) == len(whole) == 2
+  for b, (first, second) in enumerate(zip(*halves)):
+    for part in range(3):  # images, labels, mask: the two halves make up the batch
+      np.testing.assert_array_equal(
+          np.concatenate([first[part], second[part]]), np.asarray(whole[b][part]))
+  assert [h[1][2].sum() for h in halves] == [4, 0]  # the padding falls to the second half
+
+
 @pytest.mark.parametrize('name', ['cifar10', 'imagenet2012'])
 def test_tfds_sources_through_mock_data(name, monkeypatch):
   tfds = pytest.importorskip('tensorflow_datasets')

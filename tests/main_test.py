@@ -44,9 +44,14 @@ def _metrics(workdir):
 
 def test_cli_trains_writes_outputs_and_resumes_exactly(tmp_path, mnist_data_dir):
   full, resumed = tmp_path / 'full', tmp_path / 'resumed'
-  first = _cli('mnist_fa_usf_sn.py', full, *SMALL_RUN, data_dir=mnist_data_dir)
+  cache = tmp_path / 'xla'
+  run = lambda workdir: _cli('mnist_fa_usf_sn.py', workdir, *SMALL_RUN,
+                             f'--compilation_cache_dir={cache}', data_dir=mnist_data_dir)
+  first = run(full)
   assert first.returncode == 0, first.stderr
   assert 'steps/s' in first.stdout and 'Done at step 20' in first.stdout
+  compiled = sorted(os.listdir(cache))
+  assert compiled
 
   config = json.loads((full / 'config.json').read_text())
   assert config['method'] == 'fa_usf_sn' and config['num_train_steps'] == 20
@@ -62,13 +67,15 @@ def test_cli_trains_writes_outputs_and_resumes_exactly(tmp_path, mnist_data_dir)
   shutil.rmtree(resumed / 'checkpoints' / '20')
   with open(resumed / 'metrics.jsonl', 'a') as f:
     f.write(json.dumps({'step': 15, 'train/loss': -1.0}) + '\n')
-  again = _cli('mnist_fa_usf_sn.py', resumed, *SMALL_RUN, data_dir=mnist_data_dir)
+  again = run(resumed)
   assert again.returncode == 0, again.stderr
   assert 'Resumed from the checkpoint at step 10' in again.stdout
   assert _metrics(resumed) == lines  # the same steps, the same numbers, no duplicates
+  # The second run found every program it ran in the compilation cache: it compiled none.
+  assert sorted(os.listdir(cache)) == compiled
 
   # The same command once more: nothing left to train, the same result.
-  done = _cli('mnist_fa_usf_sn.py', resumed, *SMALL_RUN, data_dir=mnist_data_dir)
+  done = run(resumed)
   assert 'Resumed from the checkpoint at step 20' in done.stdout
   assert f"test error {lines[-1]['eval/top1_error']:.2f}%" in done.stdout
 

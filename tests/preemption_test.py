@@ -1,8 +1,10 @@
 """A signal stops a run at a checkpoint it resumes from bit for bit; injected faults too."""
 
+import errno
 import json
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +19,8 @@ from flax import nnx
 import fajax
 from fajax import faults
 from fajax import preemption
+from fajax import workdir as workdir_lib
+from fajax.errors import StorageError
 from tests.fixtures import TinyMLP, tiny_config, tiny_data
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -71,6 +75,58 @@ def test_an_exception_during_evaluation_loses_nothing(tmp_path, uninterrupted, m
     _train(tmp_path, 'raise@eval:8', monkeypatch)
   _train(tmp_path, '', monkeypatch)
   _assert_same_run(tmp_path, uninterrupted)
+
+
+# What a full disk raised in a run on a 120 kB tmpfs (BUILD_NOTES, "Reliability"): Orbax's
+# TensorStore writes wrap the OS error in a ValueError; tensorboardX and open() raise OSError.
+ORBAX_DISK_FULL = ValueError(
+    'RESOURCE_EXHAUSTED: Error writing local file "checkpoints/8.orbax-checkpoint-tmp/_sharding":'
+    " Failed to write 897 bytes to file 7: No space left on device [os_error_code='28']")
+
+
+def _fail_at_step(monkeypatch, writer, failing_step, error):
+  """The Orbax or metrics write of `failing_step` raises `error`, as the disk would."""
+  owner, method = writer
+  original = getattr(owner, method)
+
+  def write(self, step, *args, **kwargs):
+    if step == failing_step:
+      raise error
+    return original(self, step, *args, **kwargs)
+
+  monkeypatch.setattr(owner, method, write)
+
+
+@pytest.mark.parametrize('writer,error,what,reason', [
+    ((ocp.CheckpointManager, 'save'), ORBAX_DISK_FULL, 'the checkpoint of step 8',
+     'no space left on device'),
+    ((workdir_lib.MetricsLog, 'write'), OSError(errno.EROFS, 'Read-only file system'),
+     'the metrics of step 8', 'read-only file system'),
+], ids=['checkpoint-disk-full', 'metrics-read-only'])
+def test_a_disk_that_fills_or_turns_read_only_keeps_the_last_checkpoint(
+    writer, error, what, reason, tmp_path, uninterrupted, monkeypatch):
+  _fail_at_step(monkeypatch, writer, 8, error)
+  with pytest.raises(StorageError, match=re.escape(
+      f'cannot write {what} in {tmp_path}: {reason}; the checkpoint at step 4 is kept. Free '
+      'space or make the folder writable, then run the same command to resume')):
+    _train(tmp_path, '', monkeypatch)
+  monkeypatch.undo()
+  _train(tmp_path, '', monkeypatch)  # the disk has room again
+  _assert_same_run(tmp_path, uninterrupted)
+
+
+def test_a_workdir_that_cannot_be_written_at_all_is_one_error(tmp_path, monkeypatch):
+  real_open = open
+
+  def read_only_open(path, mode='r', *args, **kwargs):
+    if str(path).startswith(str(tmp_path)) and set(mode) & set('wa'):
+      raise OSError(errno.EROFS, 'Read-only file system', str(path))
+    return real_open(path, mode, *args, **kwargs)
+
+  monkeypatch.setattr('builtins.open', read_only_open)
+  with pytest.raises(StorageError, match=f'^cannot write config.json in {tmp_path}: read-only '
+                     'file system; Free space or make the folder writable'):
+    _train(tmp_path)
 
 
 def _process(workdir, fault):

@@ -42,30 +42,30 @@ def _curve(workdir):
 
 
 # uSF SN covers the rules' state under sharding (BP's B = W is its special case without
-# signs), DFA the error-feedback matrices.
-@pytest.mark.parametrize('config', ['mnist_fa_usf_sn.py', 'mnist_dfa.py'])
-def test_same_loss_curve_on_1_device_4_devices_and_2_processes(config, tmp_path,
-                                                               mnist_data_dir):
+# signs) across processes, DFA the error-feedback matrices over one process's devices.
+@pytest.mark.parametrize('config,layout', [('mnist_fa_usf_sn.py', '2 processes x 2 devices'),
+                                           ('mnist_dfa.py', '4 devices')])
+def test_same_loss_curve_on_1_device_as_on_4(config, layout, tmp_path, mnist_data_dir):
   steps = '--config.num_train_steps=20'
-  # The sharded runs also take two steps per call (a stack of batches split over the devices
+  # The sharded run also takes two steps per call (a stack of batches split over the devices
   # on its second axis), logging the mean loss of every 5 steps.
   stacked = [steps, '--config.steps_per_call=2', '--config.log_every_steps=5']
-  runs = {
-      'one': _main(config, tmp_path / 'one', 1, mnist_data_dir, steps),
-      'four': _main(config, tmp_path / 'four', 4, mnist_data_dir, *stacked),
-      'two_by_two': _launch(config, tmp_path / 'two_by_two', 2, 2, mnist_data_dir, *stacked),
-  }
-  for name, result in runs.items():
+  one = _main(config, tmp_path / 'one', 1, mnist_data_dir, steps)
+  if layout == '4 devices':
+    sharded = _main(config, tmp_path / 'sharded', 4, mnist_data_dir, *stacked)
+  else:
+    sharded = _launch(config, tmp_path / 'sharded', 2, 2, mnist_data_dir, *stacked)
+  for name, result in (('one', one), (layout, sharded)):
     assert result.returncode == 0, f'{name}: {result.stderr[-2000:]}'
   reference, reference_eval = _curve(tmp_path / 'one')
   assert len(reference) == 20
-  for name in ('four', 'two_by_two'):
-    curve, eval_loss = _curve(tmp_path / name)
-    np.testing.assert_allclose(curve, reference.reshape(4, 5).mean(1), rtol=2e-3, err_msg=name)
-    np.testing.assert_allclose(eval_loss, reference_eval, rtol=2e-3, err_msg=name)
-  # Process 1 trained too, silently: only process 0 writes the log.
-  assert 'Done at step 20' in runs['two_by_two'].stdout
-  assert 'Done at step' not in (tmp_path / 'two_by_two_logs' / 'process_1.log').read_text()
+  curve, eval_loss = _curve(tmp_path / 'sharded')
+  np.testing.assert_allclose(curve, reference.reshape(4, 5).mean(1), rtol=2e-3)
+  np.testing.assert_allclose(eval_loss, reference_eval, rtol=2e-3)
+  if layout != '4 devices':
+    # Process 1 trained too, silently: only process 0 writes the log.
+    assert 'Done at step 20' in sharded.stdout
+    assert 'Done at step' not in (tmp_path / 'sharded_logs' / 'process_1.log').read_text()
 
 
 @pytest.mark.parametrize('save_devices,resume_devices', [(4, 1), (1, 4)])

@@ -16,7 +16,6 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
-import grain
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -70,10 +69,12 @@ def replica_batches(data, seeds, batch_size, start_step, num_steps, shard_index=
     yield tuple(stack_arrays([batches[k][part] for k in order]) for part in (0, 1))
 
 
-def _padded_ranges(n: int, batch_size: int):
-  """(indices, mask) of consecutive eval batches; the last one padded with its final index."""
-  for start in range(0, n, batch_size):
-    idx = np.arange(start, start + batch_size)
+def _padded_ranges(n: int, batch_size: int, shard_index: int = 0, shard_count: int = 1):
+  """(indices, mask) of this shard's rows of consecutive eval batches; the last batch padded
+  with the split's final index."""
+  per_shard = batch_size // shard_count
+  for start in range(shard_index * per_shard, n + shard_index * per_shard, batch_size):
+    idx = np.arange(start, start + per_shard)
     yield np.minimum(idx, n - 1), (idx < n).astype(np.float32)
 
 
@@ -104,10 +105,12 @@ class Dataset(Protocol):
     them, with labels int32 in [0, num_classes). Each process takes rows
     `[shard_index·b/shard_count, (shard_index+1)·b/shard_count)` of every global batch b. For an
     exact resume, the batch of step s must depend only on (seed, s).
-  - `eval_batches(batch_size)`: (images, labels, mask) covering the test split once, every
-    batch `batch_size` rows, the last one padded; mask is 1 for real examples, 0 for padding.
+  - `eval_batches(batch_size, split='test', shard_index=0, shard_count=1)`: (images, labels,
+    mask) covering the split once in global batches of `batch_size` rows, the last one padded
+    (mask 1 for real examples, 0 for padding); each process reads only its rows of each batch,
+    taken as in `train_batches`.
   - For `config.validation_examples`: `hold_out(n)`, the dataset with its last n training
-    examples moved to a validation split, and `eval_batches(batch_size, split='validation')`.
+    examples moved to a validation split, which `eval_batches(..., split='validation')` reads.
   Arrays may be NumPy or JAX arrays.
   """
 
@@ -119,7 +122,8 @@ class Dataset(Protocol):
   def train_batches(self, batch_size: int, seed: int, start_step: int, num_steps: int,
                     shard_index: int = 0, shard_count: int = 1) -> Iterator[tuple]: ...
 
-  def eval_batches(self, batch_size: int) -> Iterator[tuple]: ...
+  def eval_batches(self, batch_size: int, split: str = 'test', shard_index: int = 0,
+                   shard_count: int = 1) -> Iterator[tuple]: ...
 
 
 @jax.jit
@@ -193,13 +197,14 @@ class InMemoryDataset:
         batches = jax.device_put(batches[:, shard])
       yield _gather(images, labels, batches, index)
 
-  def eval_batches(self, batch_size, split: str = TEST
-                   ) -> Iterator[tuple[jax.Array, jax.Array, np.ndarray]]:
-    """Padded batches of the test split, or of the validation split `hold_out` made."""
+  def eval_batches(self, batch_size, split: str = TEST, shard_index: int = 0,
+                   shard_count: int = 1) -> Iterator[tuple[jax.Array, jax.Array, np.ndarray]]:
+    """This shard's rows of the padded batches of the test split, or of the validation split
+    `hold_out` made."""
     arrays = {TEST: (self.test_images, self.test_labels),
               VALIDATION: (self.validation_images, self.validation_labels)}[split]
     images, labels = map(jax.device_put, arrays)
-    for idx, mask in _padded_ranges(len(labels), batch_size):
+    for idx, mask in _padded_ranges(len(labels), batch_size, shard_index, shard_count):
       yield images[idx], labels[idx], mask
 
 
@@ -243,7 +248,7 @@ class GrainDataset:
         validation_source=_Slice(self.train_source, keep, self.num_train))
 
   def _read_options(self):
-    return grain.ReadOptions(num_threads=self.num_threads, prefetch_buffer_size=self.prefetch)
+    return _grain().ReadOptions(num_threads=self.num_threads, prefetch_buffer_size=self.prefetch)
 
   def train_batches(
       self, batch_size, seed, start_step, num_steps, shard_index=0, shard_count=1
@@ -251,6 +256,7 @@ class GrainDataset:
     steps_per_epoch = self.num_train // batch_size
     epochs = (start_step + num_steps) // steps_per_epoch + 1
     augment = self.augment
+    grain = _grain()
     # Every process defines the same global stream of augmented records (record i of the
     # stream belongs to step i // batch_size) and reads only its own rows of each batch.
     records = (
@@ -273,11 +279,13 @@ class GrainDataset:
     )
     yield from dataset.to_iter_dataset(self._read_options())
 
-  def eval_batches(self, batch_size, split: str = TEST
-                   ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Padded batches of the test split, or of the validation split `hold_out` made."""
+  def eval_batches(self, batch_size, split: str = TEST, shard_index: int = 0,
+                   shard_count: int = 1) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """This shard's rows of the padded batches of the test split, or of the validation split
+    `hold_out` made: a process decodes only the records it evaluates."""
     source = {TEST: self.test_source, VALIDATION: self.validation_source}[split]
     transform = self.eval_transform
+    grain = _grain()
 
     def read(batch):
       idx, mask = batch
@@ -285,8 +293,16 @@ class GrainDataset:
       images = np.stack([transform(image) for image, _ in records])
       return images, np.array([label for _, label in records], np.int32), mask
 
-    batches = grain.MapDataset.source(list(_padded_ranges(len(source), batch_size))).map(read)
+    batches = grain.MapDataset.source(list(
+        _padded_ranges(len(source), batch_size, shard_index, shard_count))).map(read)
     yield from batches.to_iter_dataset(self._read_options())
+
+
+def _grain():
+  """grain, imported on first use: with the IPython it loads, about a second of every start that
+  MNIST (in memory) does without."""
+  import grain  # pylint: disable=g-import-not-at-top
+  return grain
 
 
 class _Slice:
