@@ -32,7 +32,7 @@ _LEARNED_OR_FEEDBACK = nnx.Any(nnx.Param, Feedback, ErrorFeedback)
 
 # The initial state is computed once, so its compile time is all that counts. LLVM's
 # optimisation of JAX's Threefry loop takes seconds per parameter shape on CPU (LeNet-5's init:
-# ≈ 10 s of a run's start, BUILD_NOTES "Start-up"); unoptimised, the same integer hash and
+# ≈ 10 s of a run's start, BUILD_NOTES "Tests and CI time"); unoptimised, the same integer hash and
 # float transforms give the same values (to the last bit, but for an ulp where LLVM would
 # fuse a multiply-add), in a fraction of that.
 def _init_compiler_options() -> dict | None:
@@ -215,5 +215,6 @@ def create_train_state(
     out_shardings = sharding.state_shardings(
         mesh, jax.eval_shape(init_replicas, network_inputs, seeds, hyperparams),
         shard_large_params)
-  return model, jax.jit(init_replicas, out_shardings=out_shardings,
-                       compiler_options=_init_compiler_options())(network_inputs, seeds, hyperparams)
+  init_jitted = jax.jit(init_replicas, out_shardings=out_shardings,
+                        compiler_options=_init_compiler_options())
+  return model, init_jitted(network_inputs, seeds, hyperparams)

@@ -59,14 +59,14 @@ def _alive(pid: int, start: str | None) -> bool:
 def _read(path: str) -> dict | None:
   """The lock's record and its heartbeat age; None when it vanished or is half-written."""
   try:
+    age = time.time() - os.stat(path).st_mtime
     with open(path) as f:
-      record = json.load(f)
-    record['age'] = time.time() - os.stat(path).st_mtime
-    return record
+      return {**json.load(f), 'age': age}
   except FileNotFoundError:
     return None
   except (OSError, ValueError):
-    return {'host': '?', 'pid': -1, 'token': None, 'age': 0.0}
+    # Being written now, or left half-written by a crash: stale once old enough.
+    return {'host': '?', 'pid': -1, 'token': None, 'age': age}
 
 
 def _is_stale(record: dict) -> bool:

@@ -99,3 +99,14 @@ def test_a_second_run_on_a_workdir_in_use_exits_2_with_one_line(tmp_path, mnist_
       'to end or use another workdir. A run that is gone without releasing it is taken over 300 '
       's after its last renewal, or delete the lock by hand', line), line
   assert not (tmp_path / 'checkpoints').exists()
+
+
+def test_a_half_written_lock_is_refused_while_fresh_and_taken_over_once_old(tmp_path):
+  path = tmp_path / 'lock'
+  path.write_text('{"host": ')  # a crash between creating the lock and writing it
+  with pytest.raises(WorkdirInUse, match='in use by the run of host \\?'):
+    workdir_lock.acquire(str(tmp_path), print)
+  os.utime(path, (time.time() - workdir_lock.STALE_SECONDS - 60,) * 2)
+  said = []
+  workdir_lock.acquire(str(tmp_path), said.append)
+  assert len(said) == 1 and json.loads(path.read_text())['pid'] == os.getpid()

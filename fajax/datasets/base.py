@@ -299,8 +299,7 @@ class GrainDataset:
 
 
 def _grain():
-  """grain, imported on first use: with the IPython it loads, about a second of every start that
-  MNIST (in memory) does without."""
+  """grain, imported on first use: runs on in-memory data (MNIST) never load it."""
   import grain  # pylint: disable=g-import-not-at-top
   return grain
 
