@@ -52,7 +52,7 @@ def measure(data_dir: str, rounds: int, torch_threads: int) -> list[dict]:
       workdir = os.path.join(scratch, f'fajax_{k}')
       print(f'whole command, round {k + 1}/{rounds}: fajax', flush=True)
       results['fajax'].append(run_command(
-          [sys.executable, '-m', 'fajax.main', '--config=experiments/mnist_fa.py',
+          [sys.executable, '-m', 'fajax.main', '--config=mnist_fa',
            f'--workdir={workdir}', '--config.num_epochs=1'], env, workdir + '.log'))
       with open(os.path.join(workdir, 'metrics.jsonl')) as f:
         evaluations = [r for r in map(json.loads, f) if 'eval/top1_error' in r]
@@ -66,7 +66,7 @@ def measure(data_dir: str, rounds: int, torch_threads: int) -> list[dict]:
       with open(result_path) as f:
         errors['torch'] = json.load(f)['test_top1_error']
   commands = {
-      'fajax': 'python -m fajax.main --config=experiments/mnist_fa.py --config.num_epochs=1',
+      'fajax': 'python -m fajax.main --config=mnist_fa --config.num_epochs=1',
       'torch': 'python benchmarks/pytorch_reference.py --method=fa --epochs=1'}
   return [{'framework': framework, 'command': commands[framework],
            'wall_s': statistics.median(r['wall_s'] for r in runs),

@@ -6,6 +6,7 @@
 """
 
 import importlib
+import typing
 
 from fajax import rules
 from fajax.convert import to_feedback
@@ -17,16 +18,12 @@ from fajax.layers import Feedback, FeedbackConv, FeedbackDense
 # Loaded on first use: the trainer pulls in the data pipelines, Orbax and TensorBoard, which
 # `import fajax` for the layers and rules does not need.
 _LAZY = {'build': 'fajax.experiment', 'Experiment': 'fajax.experiment', 'train': 'fajax.loop'}
+if typing.TYPE_CHECKING:  # the same names, for type checkers and the API reference
+  from fajax.experiment import Experiment, build
+  from fajax.loop import train
 
 
 def __getattr__(name):
   if name in _LAZY:
     return getattr(importlib.import_module(_LAZY[name]), name)
   raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
-
-
-__all__ = [
-    'DirectFeedback', 'Experiment', 'Feedback', 'FeedbackConv', 'FeedbackDense', 'FeedbackEinsum',
-    'FeedbackLinearGeneral', 'build', 'conv', 'dense', 'feedback_op', 'rules', 'to_feedback',
-    'train',
-]

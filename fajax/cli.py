@@ -1,6 +1,7 @@
 """What every fajax command line shares: quiet library logs, one-line user errors, and a
 persistent compilation cache."""
 
+import difflib
 import os
 import sys
 from collections.abc import Callable
@@ -10,8 +11,10 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from fajax import experiments
 from fajax import host_memory
 from fajax import preemption
+from fajax import user_cache
 from fajax.errors import FajaxError
 
 _COMPILATION_CACHE_DIR = flags.DEFINE_string(
@@ -27,8 +30,7 @@ def compilation_cache_dir(flag_value: str | None) -> str:
     return flag_value
   if os.environ.get('JAX_COMPILATION_CACHE_DIR') is not None:
     return os.environ['JAX_COMPILATION_CACHE_DIR']
-  cache_home = os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache')
-  return os.path.join(cache_home, 'fajax', 'xla')
+  return user_cache.folder('xla')
 
 
 def run(body: Callable[..., None], positional: bool = False) -> None:
@@ -68,7 +70,7 @@ def run(body: Callable[..., None], positional: bool = False) -> None:
 def _parse_flags(argv):
   """absl's parsing, with a mistyped flag or config override as one line and exit status 2."""
   try:
-    return flags.FLAGS(argv)
+    return flags.FLAGS(_named_configs(argv))
   except (flags.Error, AttributeError, KeyError, OSError, TypeError, ValueError) as e:
     # config_flags reports a mistyped field as AttributeError('\'x\'\nDid you mean ...').
     message = ' '.join(str(e).replace('\\n', ' ').replace("\\'", '').strip('\'"').split())
@@ -77,3 +79,30 @@ def _parse_flags(argv):
     print(f'fajax: error: {message} (see --helpfull for the flags, the config file for its '
           'fields)', file=sys.stderr)
     sys.exit(2)
+
+
+def _named_configs(argv: list[str]) -> list[str]:
+  """`--config=mnist_fa` (or `--config mnist_fa`) → the packaged experiment's file, so that a
+  name works from any directory; a value with a '/' or ending in .py is a path, kept as given."""
+  resolved = list(argv)
+  for i, arg in enumerate(argv):
+    if arg in ('--config', '-config') and i + 1 < len(argv):
+      resolved[i + 1] = _config_file(argv[i + 1])
+    elif arg.startswith(('--config=', '-config=')):
+      flag, _, value = arg.partition('=')
+      resolved[i] = f'{flag}={_config_file(value)}'
+  return resolved
+
+
+def _config_file(value: str) -> str:
+  name = value.partition(':')[0]  # config_flags passes what follows a ':' to get_config
+  if '/' in name or name.endswith('.py'):
+    return value
+  path = experiments.path_of(name)
+  if path is None:
+    guesses = difflib.get_close_matches(name, experiments.names(), n=3)
+    hint = f' (did you mean {", ".join(guesses)}?)' if guesses else ''
+    print(f'fajax: error: no experiment named {name}{hint}: give an experiment\'s name '
+          '(fajax/experiments/) or a config file\'s path', file=sys.stderr)
+    sys.exit(2)
+  return str(path) + value[len(name):]

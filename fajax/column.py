@@ -1,10 +1,10 @@
 """Runs every cell of one column of the results table, with error bars, next to the paper's.
 
-    FAJAX_DATA_DIR=../shared/data python -m fajax.column --column=mnist --workdir=runs/mnist \
+    fajax column --column=mnist --workdir=runs/mnist \
         --seeds=5 --sweep=learning_rate=3e-4,1e-3,3e-3
 
-Each cell trains `experiments/<column>_<method>.py` in WORKDIR/<method> as one program of
-replicas: every seed × every swept value (`fajax.replicas`), with the last
+Each cell trains the experiment `<column>_<method>` (`fajax/experiments/`) in WORKDIR/<method>
+as one program of replicas: every seed × every swept value (`fajax.replicas`), with the last
 `--validation_examples` training examples held out (resuming what a previous call left
 unfinished; a finished cell is only re-evaluated), and writes WORKDIR/<method>/cell.json.
 Too large for one host, the cells split over a SLURM job array (`launch/slurm_column.sbatch`):
@@ -25,13 +25,13 @@ import time
 from absl import flags
 
 from fajax import cli
+from fajax import experiments
 from fajax import column_results
 from fajax import loop
 from fajax import paper
 from fajax.errors import ConfigError
 from fajax.optimizers import HYPERPARAMS
 
-EXPERIMENTS = pathlib.Path(__file__).resolve().parent.parent / 'experiments'
 CELL_FILE = 'cell.json'  # a finished cell's summary, in its run's folder
 
 _COLUMN = flags.DEFINE_enum('column', None, paper.COLUMNS, 'Column of the results table.')
@@ -58,6 +58,8 @@ flags.mark_flags_as_required(['column', 'workdir'])
 
 def load_config(path: pathlib.Path):
   spec = importlib.util.spec_from_file_location(path.stem, path)
+  if spec is None or spec.loader is None:
+    raise ConfigError(f'{path} is not a Python config file')
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config()
@@ -76,7 +78,7 @@ def parse_sweep(items: list[str]) -> dict[str, tuple[float, ...]]:
 
 
 def _command(config_path, run_dir, seeds, sweep, validation_examples, overrides) -> str:
-  parts = [f'python -m fajax.main --config=experiments/{config_path.name}',
+  parts = [f'python -m fajax.main --config={config_path.stem}',
            f'--workdir={run_dir}', f'--config.replicas={seeds}',
            f'--config.validation_examples={validation_examples}']
   parts += [f"--config.sweep.{name}='{values}'" for name, values in sweep.items()]
@@ -135,7 +137,7 @@ def run_column(column, workdir, *, seeds=1, sweep=None, validation_examples=1000
   if any(len(values) > 1 for values in sweep.values()) and not validation_examples:
     raise ConfigError('a sweep chooses on a validation split: set --validation_examples > 0')
   for method in (methods or column_methods)[task::tasks]:
-    config_path = EXPERIMENTS / f'{column}_{method}.py'
+    config_path = experiments.FOLDER / f'{column}_{method}.py'
     config = load_config(config_path)
     config.replicas = seeds
     config.validation_examples = validation_examples
@@ -186,5 +188,9 @@ def run_from_flags():
   print(column_results.render(_COLUMN.value, cells, swept))
 
 
-if __name__ == '__main__':
+def main():
   cli.run(run_from_flags)
+
+
+if __name__ == '__main__':
+  main()

@@ -8,6 +8,8 @@ every setting whose replicas all trained); the test errors of its seeds give mea
 min–max. The test split never chooses anything.
 """
 
+from typing import Any
+
 import matplotlib
 
 matplotlib.use('Agg')
@@ -26,10 +28,10 @@ def _setting(replica: dict) -> tuple:
 
 def summarize(replicas: list[dict], paper_error: float) -> dict:
   """The cell of one method: its chosen setting and the test errors of that setting's seeds."""
-  settings = {}
+  settings: dict[tuple, list[dict]] = {}
   for replica in replicas:
     settings.setdefault(_setting(replica), []).append(replica)
-  by_setting = []
+  by_setting: list[dict[str, Any]] = []
   for setting, members in settings.items():
     healthy = [r for r in members if 'diverged_step' not in r]
     validation = [r['validation/top1_error'] for r in healthy if 'validation/top1_error' in r]
@@ -41,12 +43,12 @@ def summarize(replicas: list[dict], paper_error: float) -> dict:
   ranked = sorted(by_setting, key=lambda s: (
       s['diverged'] > 0 or not s['test_errors'], s['validation_mean'] or 0.0))
   chosen = ranked[0]
-  errors = chosen['test_errors']
-  mean, std = (float(np.mean(errors)), float(np.std(errors))) if errors else (None, None)
+  errors: list[float] = chosen['test_errors']
+  mean, std = (float(np.mean(errors)), float(np.std(errors))) if errors else (0.0, 0.0)
   return {
       'paper': paper_error, 'chosen': chosen['hparams'], 'settings': by_setting,
       'validation_mean': chosen['validation_mean'], 'test_errors': errors, 'n': len(errors),
-      'mean': mean, 'std': std,
+      'mean': mean if errors else None, 'std': std if errors else None,
       'min': min(errors, default=None), 'max': max(errors, default=None),
       # Where the paper's value lies outside mean ± 2 std (undefined for fewer than 2 seeds).
       'paper_outside_2std': (abs(paper_error - mean) > 2 * std) if len(errors) > 1 else None,

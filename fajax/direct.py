@@ -1,6 +1,7 @@
 """Feedback that skips layers: direct (DFA, Nøkland 2016) and dense (DenseFA) feedback alignment.
 
-A model marks each hidden layer's nonlinearity with a `Path`:
+A model marks each hidden layer's nonlinearity with a `Path` (a model that does not is tapped
+at its feedback layers' inputs instead, `fajax.wiring`):
 
     path = self.direct.path(batch_size)
     h = path.activate('conv1', self.conv1(x), nnx.relu)     # a = pre-activation
@@ -24,6 +25,7 @@ no layer's update depends on the layers above it, only on e.
 """
 
 import contextlib
+import functools
 import math
 import zlib
 from collections.abc import Callable, Sequence
@@ -34,7 +36,6 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from fajax import convert
 from fajax import diagnostics
 from fajax.errors import ConfigError
 
@@ -64,7 +65,7 @@ def layer_sources(mode: str, layers: Sequence[str]) -> dict[str, tuple[str, ...]
   just below the output takes the output's error through the output layer's own B in every
   mode: for it, DFA's and DenseFA's term *is* the adjacent one.
   """
-  sources = {}
+  sources: dict[str, tuple[str, ...]] = {}
   for i, layer in enumerate(layers):
     top = i == len(layers) - 1
     if mode == ADJACENT or top:
@@ -103,6 +104,7 @@ def memory_bytes(plan: dict, bytes_per_entry: int = 4) -> int:
   return sum(source * layer for source, layer in plan.values()) * bytes_per_entry
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
 def _tap(act, layer, sources, a, carrier, matrices):
   """h = act(a), carrier passed through; see `_tap_bwd` for the backward pass."""
   del layer, sources, matrices
@@ -131,7 +133,6 @@ def _tap_bwd(act, layer, sources, residuals, cotangents):
   return delta, ct_carrier, None
 
 
-_tap = jax.custom_vjp(_tap, nondiff_argnums=(0, 1, 2))
 _tap.defvjp(_tap_fwd, _tap_bwd)
 
 
@@ -171,7 +172,9 @@ class Path:
     if self.finite_checks is not None:
       self.finite_checks.append(diagnostics.all_finite(logits))
     if OUTPUT in self.carrier:
-      return logits + self.carrier[OUTPUT]
+      # Shaped as e: the output of a model tapped at its layers' inputs may have more axes
+      # than [batch, classes] (`fajax.wiring`).
+      return logits + self.carrier[OUTPUT].reshape(logits.shape)
     return logits
 
 
@@ -203,7 +206,9 @@ class DirectFeedback(nnx.Module):
     used = {source for s in self.sources.values() for source in s if source != ADJACENT}
     sizes = _source_sizes(taps, num_outputs)
     self.carrier_sizes = {source: sizes[source] for source in sorted(used)}
-    base_key = rngs.feedback() if plan else None
+    if plan and rngs is None:
+      raise TypeError('DirectFeedback with feedback matrices to draw needs rngs')
+    base_key = rngs.feedback() if plan and rngs is not None else None
     self.matrices = nnx.Dict({
         name: ErrorFeedback(
             jax.random.normal(jax.random.fold_in(base_key, zlib.crc32(name.encode())),
@@ -211,15 +216,16 @@ class DirectFeedback(nnx.Module):
         )
         for name, (source_size, layer_size) in plan.items()
     })
-    self.shape_record = None
-    self.probes = None
-    self.finite_checks = None
+    # Set by `instrumented` for one forward pass only (see there).
+    self.shape_record: list[Tap] | None = None
+    self.probes: dict | None = None
+    self.finite_checks: list | None = None
 
   def path(self, batch_size: int) -> Path:
     return Path(self, batch_size)
 
 
-def _locate(network: nnx.Module) -> tuple[tuple, 'DirectFeedback'] | None:
+def locate(network: nnx.Module) -> tuple[tuple, 'DirectFeedback'] | None:
   """(path, module) of the network's one DirectFeedback module, if it has one."""
   found = [(path, module) for path, module in nnx.iter_modules(network)
            if isinstance(module, DirectFeedback)]
@@ -244,7 +250,7 @@ def instrumented(network: nnx.Module, *, shape_record: list | None = None,
   They are set on the network's DirectFeedback for the duration only: outside, the module holds
   no arrays but its matrices, and splits as before.
   """
-  located = _locate(network)
+  located = locate(network)
   if located is None:
     yield
     return
@@ -267,36 +273,6 @@ def taps(network: nnx.Module, input_shape: Sequence[int]) -> list[Tap]:
     with instrumented(copy, shape_record=record):
       copy(x)
 
-  record = []
+  record: list[Tap] = []
   jax.eval_shape(forward, state, jax.ShapeDtypeStruct((1, *input_shape), jnp.float32))
   return record
-
-
-def wire(network: nnx.Module, mode: str, input_shape: Sequence[int], num_outputs: int,
-         rngs: nnx.Rngs, memory_budget_mb: float = float('inf'), name: str = 'the model'):
-  """Gives the network the matrices and wiring of `mode` ('output': DFA, 'all': DenseFA).
-
-  Its DirectFeedback module is replaced in place. Raises ConfigError, before allocating, when
-  the network has no taps or the matrices would need more than `memory_budget_mb`.
-  """
-  if mode == ADJACENT:
-    return network
-  located = _locate(network)
-  if located is None:
-    raise ConfigError(
-        f'{name} has no DirectFeedback taps, so {mode!r} feedback has nowhere to deliver the '
-        'error; mark each hidden nonlinearity with path.activate (fajax.direct)')
-  network_taps = taps(network, input_shape)
-  sources = layer_sources(mode, [tap.layer for tap in network_taps])
-  plan = plan_matrices(sources, network_taps, num_outputs)
-  needed_mb = memory_bytes(plan) / 2**20
-  if needed_mb > memory_budget_mb:
-    raise ConfigError(
-        f'the {mode!r} feedback matrices of {name} need {needed_mb:,.1f} MB, over '
-        f'direct_feedback_memory_budget_mb={memory_budget_mb:,.1f}; raise the budget '
-        'if the machine has the memory, or use a smaller model'
-    )
-  path, _ = located
-  convert.replace_at(network, path,
-                     DirectFeedback(sources, network_taps, num_outputs, rngs=rngs))
-  return network

@@ -23,12 +23,14 @@ from flax import nnx
 from fajax import caller_objects as caller_objects_lib
 from fajax import datasets
 from fajax import diagnostics
-from fajax import direct
 from fajax import methods
 from fajax import models
 from fajax import replicas as replicas_lib
 from fajax import sharding
 from fajax import steps
+from fajax import trackers
+from fajax import weights_file
+from fajax import wiring
 from fajax.errors import ConfigError
 from fajax.optimizers import HYPERPARAMS, LR_SCHEDULES, OPTIMIZERS, create_optimizer
 from fajax.train_state import Model, TrainState, create_train_state
@@ -62,14 +64,16 @@ def validate_config(config: ml_collections.ConfigDict, *, model_given: bool = Fa
   `config.model` / `config.dataset` may stay empty when the caller passes the object itself.
   """
   _choose('method', config.method, methods.METHODS)
-  if not data_given:
-    _choose('dataset', config.dataset, datasets.LOADERS, ', or pass data= to fajax.train')
+  if not data_given and not config.dataset.startswith(datasets.TFDS_PREFIX):
+    _choose('dataset', config.dataset, datasets.LOADERS,
+            ', tfds:<name> (any TFDS image-classification dataset), or pass data= to fajax.train')
   if not model_given:
     _choose('model', config.model, models.MODELS, ', or pass model= to fajax.train')
   _choose('kernel_init', config.kernel_init, models.KERNEL_INITIALIZERS)
   _choose('optimizer', config.optimizer, OPTIMIZERS)
   _choose('lr_schedule', config.lr_schedule, LR_SCHEDULES)
   _choose('compute_dtype', config.compute_dtype, COMPUTE_DTYPES)
+  trackers.check(config.trackers)
   for field, (requirement, holds) in _RANGES.items():
     if not holds(config[field]):
       raise ConfigError(f'{field} must be {requirement}, got {config[field]}')
@@ -110,7 +114,7 @@ def _network_source(config, spec: datasets.Spec, module: nnx.Module | None):
 
   def make_caller_network(direct_mode, variables, seed):
     matrices_key = jax.random.fold_in(jax.random.key(seed), 1)
-    return direct.wire(nnx.merge(graphdef, variables), direct_mode, spec.input_shape,
+    return wiring.wire(nnx.merge(graphdef, variables), direct_mode, spec.input_shape,
                        spec.num_classes, nnx.Rngs(feedback=matrices_key),
                        config.direct_feedback_memory_budget_mb, type(module).__name__)
 
@@ -205,12 +209,14 @@ def build(config: ml_collections.ConfigDict, *, model: nnx.Module | None = None,
   `model`: an NNX module built from fajax's feedback layers (or converted by
   `fajax.to_feedback`), used instead of `config.model` (the run's seed then draws only
   DFA/DenseFA matrices; W and B are the module's). The fields that build the built-in model
-  (`model`, `kernel_init`, `error_after_pooling`) then do not apply: the module places its own
-  taps. `data`: an object with the protocol of
-  `datasets.Dataset`, used instead of `config.dataset`. Raises ConfigError for a config, model
-  or data that cannot run.
+  (`model`, `kernel_init`, `error_after_pooling`) then do not apply: DFA's error enters at the
+  module's own taps, or else at its feedback layers' inputs (`fajax.wiring`). `data`: an object with the protocol of
+  `datasets.Dataset`, used instead of `config.dataset`. With `config.init_from`, every replica
+  starts from that file's weights (`fajax.weights_file.start_from`). Raises ConfigError for a
+  config, model, data or init_from file that cannot run.
   """
   validate_config(config, model_given=model is not None, data_given=data is not None)
+  initial_weights = weights_file.read(config.init_from) if config.init_from else None
   caller_objects = caller_objects_lib.describe(model, data)
   replicas = replicas_lib.plan(config)
   mesh = sharding.make_mesh()
@@ -240,7 +246,7 @@ def build(config: ml_collections.ConfigDict, *, model: nnx.Module | None = None,
       make_network, network_inputs, optimizer, make_method, data.spec.preprocess,
       tuple(data.spec.input_shape), *replicas_lib.stacked(replicas),
       compute_dtype=config.compute_dtype, mesh=mesh,
-      shard_large_params=config.shard_large_params)
+      shard_large_params=config.shard_large_params, initial_weights=initial_weights)
 
   state_shardings = jax.tree.map(lambda x: x.sharding, state)
   replicated = sharding.replicated(mesh)

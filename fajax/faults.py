@@ -46,6 +46,7 @@ class Faults:
     if point != fault_point:
       return
     if point == 'step':
+      assert fault_step is not None and previous_step is not None and step is not None
       if not previous_step < fault_step <= step:
         return
     elif fault_step is not None and step != fault_step:

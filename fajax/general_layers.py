@@ -19,7 +19,7 @@ from flax.nnx.nn import linear as nnx_linear
 from jax import lax
 
 from fajax import kernel as kernel_lib
-from fajax.layers import NO_METADATA, init_weights, require_default
+from fajax.layers import NO_METADATA, init_weights, require_default, tapped_input, tapped_output
 
 
 def _drawn_as(init, flat_shape: tuple[int, ...]):
@@ -99,6 +99,7 @@ class FeedbackLinearGeneral(nnx.Module):
 
   def __call__(self, inputs: jax.Array, out_sharding=None) -> jax.Array:
     require_default('out_sharding', out_sharding, None)
+    inputs = tapped_input(self, inputs)
     axis = _sorted_axes(self.axis, inputs.ndim)
     batch_axis = _sorted_axes(tuple(self.batch_axis), inputs.ndim)
     num_batch = len(batch_axis)
@@ -112,12 +113,12 @@ class FeedbackLinearGeneral(nnx.Module):
                              preferred_element_type=self.preferred_element_type)
 
     y = kernel_lib.feedback_op(op, inputs, kernel, self.feedback[...].astype(kernel.dtype))
-    if bias is None:
-      return y
-    # The output's axes: the batch axes, the input's other free axes, then the features.
-    free = [inputs.shape[a] if a in batch_axis else 1 for a in range(inputs.ndim)
-            if a not in axis]
-    return y + bias.reshape(*free, *self.out_features)
+    if bias is not None:
+      # The output's axes: the batch axes, the input's other free axes, then the features.
+      free = [inputs.shape[a] if a in batch_axis else 1 for a in range(inputs.ndim)
+              if a not in axis]
+      y = y + bias.reshape(*free, *self.out_features)
+    return tapped_output(self, y)
 
 
 def _checked(einsum_str: str) -> str:
@@ -174,6 +175,7 @@ class FeedbackEinsum(nnx.Module):
   def __call__(self, inputs: jax.Array, einsum_str: str | None = None,
                out_sharding=None) -> jax.Array:
     require_default('out_sharding', out_sharding, None)
+    inputs = tapped_input(self, inputs)
     einsum_str = _checked(self.einsum_str if einsum_str is None else einsum_str)
     bias = None if self.bias is None else self.bias[...]
     inputs, kernel, bias = self.promote_dtype((inputs, self.kernel[...], bias), dtype=self.dtype)
@@ -183,6 +185,6 @@ class FeedbackEinsum(nnx.Module):
                         preferred_element_type=self.preferred_element_type)
 
     y = kernel_lib.feedback_op(op, inputs, kernel, self.feedback[...].astype(kernel.dtype))
-    if bias is None:
-      return y
-    return y + bias.reshape(_bias_shape_in_output(einsum_str, inputs, kernel))
+    if bias is not None:
+      y = y + bias.reshape(_bias_shape_in_output(einsum_str, inputs, kernel))
+    return tapped_output(self, y)

@@ -124,7 +124,7 @@ def conv(
   strides = ones if strides is None else tuple(strides)
   lhs_dilation = ones if lhs_dilation is None else tuple(lhs_dilation)
   rhs_dilation = ones if rhs_dilation is None else tuple(rhs_dilation)
-  padding = padding if isinstance(padding, str) else tuple(map(tuple, padding))
+  padding = padding if isinstance(padding, str) else tuple((low, high) for low, high in padding)
 
   def xla_conv(x, kernel):
     return lax.conv_general_dilated(

@@ -36,7 +36,7 @@ KERNEL_INITIALIZERS = {
 # The kernel initializer of fajax's models (and `config.kernel_init`'s default). The layers
 # themselves default to nnx's, as drop-ins for nnx's layers.
 default_kernel_init = KERNEL_INITIALIZERS['fan_in_uniform']
-NO_METADATA = MappingProxyType({})  # nnx's default kernel_metadata and bias_metadata
+NO_METADATA: Mapping = MappingProxyType({})  # nnx's default kernel_metadata and bias_metadata
 
 
 class Feedback(nnx.Variable):
@@ -61,7 +61,9 @@ def require_default(name: str, value, *defaults) -> None:
 def init_weights(layer: nnx.Module, kernel_shape: Sequence[int],
                  bias_shape: Sequence[int] | None, *, kernel_init, bias_init, param_dtype,
                  rngs: nnx.Rngs, kernel_metadata: Mapping, bias_metadata: Mapping) -> None:
-  """Gives `layer` its `kernel` W, `feedback` B and `bias` (None when `bias_shape` is None)."""
+  """Gives `layer` its `kernel` W, `feedback` B and `bias` (None when `bias_shape` is None),
+  and no `input_tap` yet (`tapped_input`)."""
+  layer.input_tap = nnx.data(None)
   kernel_key = rngs.params()
   layer.kernel = nnx.Param(kernel_init(kernel_key, kernel_shape, param_dtype), **kernel_metadata)
   layer.feedback = Feedback(kernel_init(rngs.feedback(), kernel_shape, param_dtype),
@@ -70,6 +72,18 @@ def init_weights(layer: nnx.Module, kernel_shape: Sequence[int],
   # stream: the built-in models' weights, and the losses recorded for them, depend on that.
   layer.bias = nnx.data(None) if bias_shape is None else nnx.Param(
       bias_init(jax.random.fold_in(kernel_key, 1), bias_shape, param_dtype), **bias_metadata)
+
+
+def tapped_input(layer: nnx.Module, inputs: jax.Array) -> jax.Array:
+  """`inputs` through the layer's input tap: where DFA's and DenseFA's error enters the layer
+  in a model without hand-placed taps (`fajax.wiring`); as they are without a tap."""
+  return inputs if layer.input_tap is None else layer.input_tap.enter(inputs)
+
+
+def tapped_output(layer: nnx.Module, outputs: jax.Array) -> jax.Array:
+  """`outputs` through the layer's input tap, which takes the error there for the model's
+  last feedback layer (`fajax.wiring`); as they are without a tap."""
+  return outputs if layer.input_tap is None else layer.input_tap.leave(outputs)
 
 
 class FeedbackDense(nnx.Module):
@@ -107,12 +121,13 @@ class FeedbackDense(nnx.Module):
 
   def __call__(self, inputs: jax.Array, out_sharding=None) -> jax.Array:
     require_default('out_sharding', out_sharding, None)
+    inputs = tapped_input(self, inputs)
     bias = None if self.bias is None else self.bias[...]
     inputs, kernel, bias = self.promote_dtype((inputs, self.kernel[...], bias), dtype=self.dtype)
     op = functools.partial(kernel_lib.dense, precision=self.precision,
                            preferred_element_type=self.preferred_element_type)
     y = kernel_lib.feedback_op(op, inputs, kernel, self.feedback[...].astype(kernel.dtype))
-    return y if bias is None else y + bias
+    return tapped_output(self, y if bias is None else y + bias)
 
 
 def _per_axis(value: int | Sequence[int] | None, rank: int) -> tuple[int, ...]:
@@ -191,12 +206,13 @@ class FeedbackConv(nnx.Module):
       mode = 'wrap' if self.padding == 'CIRCULAR' else 'reflect'
       return jnp.pad(x, pads, mode=mode), 'VALID'
     if self.padding == 'CAUSAL':  # each output sees only inputs at or before its position
-      reach = (self.kernel_size[0] - 1) * self.kernel_dilation[0]
-      return jnp.pad(x, [(0, 0), (reach, 0), (0, 0)]), 'VALID'
+      past = (self.kernel_size[0] - 1) * self.kernel_dilation[0]
+      return jnp.pad(x, [(0, 0), (past, 0), (0, 0)]), 'VALID'
     return x, self.padding
 
   def __call__(self, inputs: jax.Array, out_sharding=None) -> jax.Array:
     require_default('out_sharding', out_sharding, None)
+    inputs = tapped_input(self, inputs)
     kernel, feedback = self.kernel[...], self.feedback[...]
     if self.mask is not None:
       # The masked W is the layer's weight, so B is masked alike: B = W is then backprop.
@@ -218,4 +234,4 @@ class FeedbackConv(nnx.Module):
     y = kernel_lib.feedback_op(op, x, kernel, feedback.astype(kernel.dtype))
     if bias is not None:
       y = y + bias
-    return y.reshape(*batch_shape, *y.shape[1:])
+    return tapped_output(self, y.reshape(*batch_shape, *y.shape[1:]))

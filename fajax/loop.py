@@ -8,6 +8,7 @@ is also why a signal may stop the run after any call (`fajax.preemption`) and
 `$FAJAX_FAULT` may kill it there (`fajax.faults`).
 """
 
+import sys
 import time
 
 import jax
@@ -17,6 +18,7 @@ import numpy as np
 from fajax import datasets
 from fajax import faults as faults_lib
 from fajax import preemption
+from fajax import progress
 from fajax import replicas as replicas_lib
 from fajax import workdir as workdir_lib
 from fajax import workdir_lock
@@ -119,22 +121,28 @@ def train(config: ml_collections.ConfigDict, workdir: str | None = None, *, mode
   """
   # Every process trains; process 0 alone writes the log and prints.
   is_main = jax.process_index() == 0
-  say = (lambda line: print(line, flush=True)) if is_main else (lambda line: None)
-  with workdir_lock.held(workdir, say):
-    return _train(config, workdir, model, data, is_main, say)
+  console = progress.Console(sys.stdout if is_main else None)
+  with workdir_lock.held(workdir, console.say):
+    return _train(config, workdir, model, data, is_main, console)
 
 
-def _train(config, workdir, model, data, is_main: bool, say) -> dict:
+def _train(config, workdir, model, data, is_main: bool, console: progress.Console) -> dict:
   workdir_lib.check_resumable(workdir, describe_caller_objects(model, data))
-  experiment = build(config, model=model, data=data)
+  build_config = config
+  if config.init_from and workdir_lib.checkpoint_steps(workdir):
+    # The run resumes from its own checkpoint: the file it started from is not read, and may
+    # be gone.
+    build_config = config.copy_and_resolve_references()
+    build_config.init_from = ''
+  experiment = build(build_config, model=model, data=data)
   total_steps, schedule = experiment.total_steps, experiment.schedule
   if len(experiment.replicas) > 1:
-    say(describe_replicas(experiment.replicas, config))
+    console.say(describe_replicas(experiment.replicas, config))
   run = workdir_lib.Workdir(workdir, config, experiment.caller_objects, is_main,
                             config.checkpoints_to_keep)
   faults = faults_lib.Faults()
   try:
-    state = run.resume(experiment.state, say)
+    state = run.resume(experiment.state, console.say)
     step = int(state.step[0])
     batches = experiment.train_batches(step)
     eval_every = experiment.steps_per_epoch * config.eval_every_epochs
@@ -144,7 +152,7 @@ def _train(config, workdir, model, data, is_main: bool, say) -> dict:
     # Per call: its steps' loss and error, [step, replica] or [replica]; after a resume between
     # logging steps, those of the steps before it.
     pending = run.restore_interval(step)
-    reported = set()  # replicas whose divergence was said
+    reported: set[int] = set()  # replicas whose divergence was said
     interval_start, interval_step = time.perf_counter(), step
     lines = []
     calls = 0
@@ -180,9 +188,11 @@ def _train(config, workdir, model, data, is_main: bool, say) -> dict:
             step % config.checkpoint_every_steps == 0 or step == total_steps))
 
         if log_due or checkpoint_due:  # never log or save a run whose every replica diverged
-          check_divergence(*jax.device_get((state.diverged_step, state.diverged_check)),
-                           experiment.health_checks, experiment.replicas, reported,
-                           run.latest_checkpoint_step(), say)
+          diverged_steps, diverged_checks = jax.device_get(
+              (state.diverged_step, state.diverged_check))
+          check_divergence(diverged_steps, diverged_checks, experiment.health_checks,
+                           experiment.replicas, reported, run.latest_checkpoint_step(),
+                           console.say)
         step_metrics = {}
         if log_due:
           fetched = _fetch_per_step(pending, len(experiment.replicas))
@@ -203,12 +213,14 @@ def _train(config, workdir, model, data, is_main: bool, say) -> dict:
           now = time.perf_counter()
           rate = (step - interval_step) / (now - interval_start)
           interval_start, interval_step = now, step
-          say(f'step {step}/{total_steps} | {rate:.1f} steps/s | '
-              f'ETA {format_duration((total_steps - step) / rate)} | '
-              f"loss {_summary(lines, 'train/loss')} | "
-              f"error {_summary(lines, 'train/top1_error', 2)}%")
+          console.progress(step, total_steps,
+                           f'{rate:.1f} steps/s | '
+                           f'ETA {format_duration((total_steps - step) / rate)} | '
+                           f"loss {_summary(lines, 'train/loss')} | "
+                           f"error {_summary(lines, 'train/top1_error', 2)}%")
         if evaluated:
-          say(f"step {step}/{total_steps} | eval loss {_summary(lines, 'eval/loss')} | "
+          console.say(
+              f"step {step}/{total_steps} | eval loss {_summary(lines, 'eval/loss')} | "
               f"eval error {_summary(lines, 'eval/top1_error', 2)}%"
               + (f" | validation error {_summary(lines, 'validation/top1_error', 2)}%"
                  if config.validation_examples else ''))
@@ -222,6 +234,7 @@ def _train(config, workdir, model, data, is_main: bool, say) -> dict:
     if not lines or 'eval/loss' not in lines[0]:  # resumed after the last step: evaluate
       lines = _replica_lines(experiment, experiment.evaluate(state), state)
   finally:
+    console.end_bar()  # W&B's and MLflow's closing words, or an error, start a line of their own
     run.close()
   faults.at('final')  # every checkpoint written, the final metrics not yet returned
   final = {'step': step, 'replicas': lines}

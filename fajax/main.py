@@ -1,6 +1,6 @@
 """Command line: train and evaluate one experiment config.
 
-    python -m fajax.main --config=experiments/mnist_bp.py --workdir=runs/mnist_bp \
+    fajax train --config=mnist_bp --workdir=runs/mnist_bp \
         [--config.num_epochs=1 --config.seed=1 ...]
 
 Running the same command again on the same workdir resumes from its latest checkpoint. For a
@@ -18,23 +18,10 @@ from fajax import loop
 from fajax import sharding
 from fajax.errors import ConfigError
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', None, 'Experiment config file (experiments/<column>_<method>.py).', lock_config=True
-)
-_WORKDIR = flags.DEFINE_string(
-    'workdir', None, 'Folder for config.json, metrics.jsonl and checkpoints.'
-)
-_COORDINATOR = flags.DEFINE_string(
-    'coordinator_address', None, 'host:port of process 0, for a multi-process run.'
-)
-_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Processes in a multi-process run.')
-_PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process\'s index, from 0.')
-flags.mark_flags_as_required(['config', 'workdir'])
-
 
 def load_config():
   """The --config, or a ConfigError saying why its file could not be loaded."""
-  config = _CONFIG.value
+  config = flags.FLAGS.config
   try:
     config.get('method')  # config_flags defers a load failure to the first use
   except OSError as e:
@@ -45,8 +32,9 @@ def load_config():
 
 def train_from_flags():
   config = load_config()
-  sharding.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-  metrics = loop.train(config, _WORKDIR.value)
+  sharding.initialize(flags.FLAGS.coordinator_address, flags.FLAGS.num_processes,
+                      flags.FLAGS.process_id)
+  metrics = loop.train(config, flags.FLAGS.workdir)
   if jax.process_index() == 0:
     count = len(metrics['replicas'])
     of_replicas = f' (mean of {count} replicas)' if count > 1 else ''
@@ -56,5 +44,21 @@ def train_from_flags():
     )
 
 
-if __name__ == '__main__':
+def main():
+  # Defined here, not on import: fajax.column, importable beside this module (as in the API
+  # reference), has its own --workdir.
+  config_flags.DEFINE_config_file(
+      'config', None,
+      'Experiment: a name such as mnist_fa (fajax/experiments/), or a config file\'s path.',
+      lock_config=True)
+  flags.DEFINE_string('workdir', None, 'Folder for config.json, metrics.jsonl and checkpoints.')
+  flags.DEFINE_string(
+      'coordinator_address', None, 'host:port of process 0, for a multi-process run.')
+  flags.DEFINE_integer('num_processes', None, 'Processes in a multi-process run.')
+  flags.DEFINE_integer('process_id', None, 'This process\'s index, from 0.')
+  flags.mark_flags_as_required(['config', 'workdir'])
   cli.run(train_from_flags)
+
+
+if __name__ == '__main__':
+  main()

@@ -1,6 +1,6 @@
 """Pictures of runs: learning curves side by side, and per-layer alignment over training.
 
-    python -m fajax.plot WORKDIR [WORKDIR ...] --out DIR
+    fajax plot WORKDIR [WORKDIR ...] --out DIR
 
 writes DIR/learning_curves.png (training loss and test error of every run; for a run of several
 replicas their mean with a ±1 std band) and DIR/alignment.png (one row per run: the W–B angle,
@@ -99,6 +99,11 @@ def main_from_flags(argv):
     print(path)
 
 
-if __name__ == '__main__':
+def main():
+  # Defined here, not on import: fajax.report, imported beside this module, has its own --out.
   flags.DEFINE_string('out', 'plots', 'Folder for the PNG files.')
   cli.run(main_from_flags, positional=True)
+
+
+if __name__ == '__main__':
+  main()

@@ -26,7 +26,7 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT)
 class Preempted(Exception):
   """The run stopped on a signal after saving a checkpoint at `step`; rerun to resume."""
 
-  def __init__(self, signal_name: str, step: int):
+  def __init__(self, signal_name: str | None, step: int):
     super().__init__(f'stopped by {signal_name} at step {step}, after saving a checkpoint there; '
                      'run the same command again to resume')
     self.step = step
@@ -41,8 +41,8 @@ class StopRequest:
 
   def __init__(self, active: bool = True):
     self.active = active
-    self.signal_name = None
-    self._previous = {}
+    self.signal_name: str | None = None
+    self._previous: dict = {}  # signal number → the handler it had before
 
   def __enter__(self) -> 'StopRequest':
     if (self.active and jax.process_count() == 1

@@ -37,7 +37,7 @@ def swept(config) -> dict[str, tuple]:
 def plan(config) -> list[Replica]:
   """Every replica of the run, in the order of the train state's leading axis."""
   sweep = swept(config)
-  replicas = []
+  replicas: list[Replica] = []
   for setting in itertools.product(*sweep.values()):
     hyperparams = {name: float(config[name]) for name in HYPERPARAMS}
     hyperparams.update({name: float(v) for name, v in zip(sweep, setting)})

@@ -3,7 +3,7 @@
 The paper is Moskovitz, Litwin-Kumar & Abbott 2018 (arXiv 1812.06488); its numbers are in
 `fajax/paper.py`.
 
-    python -m fajax.report WORKDIR [WORKDIR ...] --out DIR
+    fajax report WORKDIR [WORKDIR ...] --out DIR
 
 Each workdir's config says its column and method; its last test error fills that cell (for a
 run of several replicas, mean ± std over those that did not diverge). Writes
@@ -40,7 +40,7 @@ def measured_cells(workdirs) -> dict[tuple[str, str], list[float]]:
     if config.get('column') not in paper.COLUMNS:
       raise FajaxError(
           f"{workdir}: its config names no column of the table (column={config.get('column')!r});"
-          ' report runs of the experiments/ configs'
+          ' report runs of the fajax/experiments/ configs'
       )
     errors = runs.final_per_replica(run['metrics'], 'eval/top1_error')
     if errors:
@@ -113,6 +113,11 @@ def main_from_flags(argv):
   print(report(argv[1:], flags.FLAGS.out))
 
 
-if __name__ == '__main__':
+def main():
+  # Defined here, not on import: fajax.plot, imported beside this module, has its own --out.
   flags.DEFINE_string('out', 'report', 'Folder for results.md and results.png.')
   cli.run(main_from_flags, positional=True)
+
+
+if __name__ == '__main__':
+  main()

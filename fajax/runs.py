@@ -38,7 +38,7 @@ def replicas(metrics: list[dict]) -> list[int]:
 
 def band(metrics: list[dict], key: str) -> tuple[list[int], list[float], list[float]]:
   """Steps, mean and standard deviation over the replicas that have not diverged there."""
-  by_step = {}
+  by_step: dict[int, list[float]] = {}
   for m in metrics:
     if key in m and 'diverged_step' not in m:
       by_step.setdefault(m['step'], []).append(m[key])

@@ -10,6 +10,7 @@ and the optimizer's, rule's and constraint's state; `Model` holds what is static
 
 import dataclasses
 from collections.abc import Callable
+import typing
 from typing import Any
 
 import flax
@@ -23,6 +24,7 @@ from flax import traverse_util
 from fajax import direct
 from fajax import methods
 from fajax import sharding
+from fajax import weights_file
 from fajax.direct import ErrorFeedback
 from fajax.layers import Feedback, layer_name
 from fajax.optimizers import set_hyperparams
@@ -46,7 +48,7 @@ class TrainState:
   feedback: dict  # layer name (`layers.layer_name` of its path) → its feedback weights B
   error_feedback: dict  # DFA / DenseFA matrices (fixed), empty for other methods
   model_state: dict  # every other model variable: batch-norm statistics, dropout RNG counts
-  opt_state: optax.OptState
+  opt_state: Any  # an optax state tree (optax.OptState, which the API reference cannot render)
   rule_state: Any
   constraint_state: Any
   # The step at which this replica's loss, gradients or weights first turned NaN/Inf, and the
@@ -54,6 +56,9 @@ class TrainState:
   # the replica's state stays as it was before that step.
   diverged_step: jax.Array
   diverged_check: jax.Array
+
+  if typing.TYPE_CHECKING:  # flax.struct adds it; declared here for type checkers
+    def replace(self, **changes) -> 'TrainState': ...
 
 
 def _kernel_paths(flat_params: dict) -> dict[str, tuple]:
@@ -163,6 +168,7 @@ def create_train_state(
     compute_dtype=jnp.float32,
     mesh=None,
     shard_large_params: bool = False,
+    initial_weights: dict | None = None,
 ) -> tuple[Model, TrainState]:
   """The model's structure and the initial state of every replica, created inside `jax.jit`.
 
@@ -171,17 +177,23 @@ def create_train_state(
   variables, or None) are arguments of the jitted init, not constants baked into it.
   `make_method(seed)` gives the method whose rule draws its randomness from `seed`. Replica i
   is built from `seeds[i]` and gets `hyperparams[name][i]` in its optimizer state; the
-  replicas are the leading axis of every leaf.
+  replicas are the leading axis of every leaf. `initial_weights` (a `fajax.weights_file`'s
+  arrays by name) replace the built network's in every replica, before the rule and the
+  constraint first see W.
 
   Creating the state under jit gives every leaf its own buffer (B = W for BP is a copy, not an
   alias of W), so the train step can donate the whole state. On a `mesh`, the state is created
   already laid out as `sharding.state_shardings` says, with no copy on one device first.
   """
 
-  def init(network_inputs, seed, hyperparams):
+  def init(network_inputs, seed, hyperparams, initial_weights):
     method = make_method(seed)
     _, params, feedback, error_feedback, model_state = _split(
         make_network(method.direct_mode, network_inputs, seed))
+    if initial_weights is not None:
+      params, feedback, error_feedback, model_state = weights_file.start_from(
+          initial_weights,
+          weights_file.NetworkWeights(params, feedback, error_feedback, model_state))
     kernels = layer_kernels(params, feedback)
     constraint_state = method.constraint.init(kernels)
     rule_state = method.rule.init(kernels)
@@ -209,12 +221,13 @@ def create_train_state(
   hidden_shapes = tuple(
       (tap.layer, tap.pre_activation) for tap in direct.taps(exact_network, input_shape))
   model = Model(graphdef, exact_graphdef, hidden_shapes, preprocess, jnp.dtype(compute_dtype))
-  init_replicas = jax.vmap(init, in_axes=(None, 0, 0))
+  init_replicas = jax.vmap(init, in_axes=(None, 0, 0, None))
   out_shardings = None
   if mesh is not None:
     out_shardings = sharding.state_shardings(
-        mesh, jax.eval_shape(init_replicas, network_inputs, seeds, hyperparams),
+        mesh, jax.eval_shape(init_replicas, network_inputs, seeds, hyperparams,
+                             initial_weights),
         shard_large_params)
   init_jitted = jax.jit(init_replicas, out_shardings=out_shardings,
                         compiler_options=_init_compiler_options())
-  return model, init_jitted(network_inputs, seeds, hyperparams)
+  return model, init_jitted(network_inputs, seeds, hyperparams, initial_weights)

@@ -1,4 +1,5 @@
-"""A run's folder: config.json, metrics.jsonl with TensorBoard events, and Orbax checkpoints.
+"""A run's folder: config.json, the metrics (metrics.jsonl, TensorBoard events, and the other
+trackers of `config.trackers`), and Orbax checkpoints.
 
     run = Workdir(path, config, caller_objects, is_main)   # path None: a run that writes nothing
     state = run.resume(initial_state, say)                 # the latest readable checkpoint
@@ -17,12 +18,12 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from fajax import trackers as trackers_lib
 from fajax.errors import CheckpointError
 from fajax.errors import ConfigError
 from fajax.errors import StorageError
 
 CONFIG_FILE = 'config.json'
-METRICS_FILE = 'metrics.jsonl'
 # Per-step train metrics not yet logged when a checkpoint was saved between logging steps
 # (at a preemption), so that the resumed run logs the same means as an uninterrupted one.
 INTERVAL_FILE = 'unlogged_steps.npz'
@@ -47,48 +48,25 @@ def _storage_failure(error: BaseException) -> str | None:
 
 
 class MetricsLog:
-  """`metrics.jsonl` (one JSON object per line, each with its "step" and "replica") and
-  TensorBoard events, one run per replica (`<workdir>/tensorboard/replica_<r>`), written
-  through tensorboardX without TensorFlow."""
+  """The records of a run, one per replica and logging step, written through each of its
+  trackers (`fajax.trackers`); a run without trackers (no workdir, or not process 0) writes
+  none."""
 
-  def __init__(self, workdir: str | None):
-    self.workdir = workdir
-    self.path = os.path.join(workdir, METRICS_FILE) if workdir else None
-    self.tensorboard = {}  # replica → its SummaryWriter
+  def __init__(self, trackers: list[trackers_lib.Tracker]):
+    self.trackers = trackers
 
-  def truncate_after(self, step: int) -> None:
-    """Drops lines a killed run wrote past its last checkpoint, which a resume will redo."""
-    if not self.path or not os.path.exists(self.path):
-      return
-    with open(self.path) as f:
-      kept = [line for line in f if line.strip() and json.loads(line)['step'] <= step]
-    with open(self.path, 'w') as f:
-      f.writelines(kept)
+  def rewind(self, step: int) -> None:
+    """The run resumes from its checkpoint at `step`: the records after it come again."""
+    for tracker in self.trackers:
+      tracker.rewind(step)
 
-  def write(self, step: int, lines: list[dict]) -> None:
-    """One record per replica; the numbers of each go to its TensorBoard run."""
-    if not self.path:
-      return
-    with open(self.path, 'a') as f:
-      f.writelines(json.dumps({'step': step, **line}) + '\n' for line in lines)
-    for line in lines:
-      writer = self._writer(line['replica'])
-      for key, value in line.items():
-        if key not in ('replica', 'seed') and isinstance(value, (int, float)):
-          writer.add_scalar(key, value, step)
-      writer.flush()
-
-  def _writer(self, replica: int):
-    if replica not in self.tensorboard:
-      import tensorboardX  # pylint: disable=g-import-not-at-top
-
-      self.tensorboard[replica] = tensorboardX.SummaryWriter(
-          os.path.join(self.workdir, 'tensorboard', f'replica_{replica}'))
-    return self.tensorboard[replica]
+  def write(self, step: int, records: list[dict]) -> None:
+    for tracker in self.trackers:
+      tracker.write(step, records)
 
   def close(self) -> None:
-    for writer in self.tensorboard.values():
-      writer.close()
+    for tracker in self.trackers:
+      tracker.close()
 
 
 def _leaf_shapes(tree) -> dict[str, tuple]:
@@ -129,7 +107,9 @@ def check_same_shapes(saved: dict, expected: dict, where: str) -> None:
 def check_resumable(path: str | None, caller_objects: dict) -> None:
   """A run that trained a caller's model or data resumes only with such objects again, and a
   run of the config's own only without them."""
-  config_path = os.path.join(path, CONFIG_FILE) if path else ''
+  if not path:
+    return
+  config_path = os.path.join(path, CONFIG_FILE)
   if not os.path.exists(config_path) or not os.path.isdir(os.path.join(path, 'checkpoints')):
     return
   with open(config_path) as f:
@@ -145,18 +125,29 @@ def check_resumable(path: str | None, caller_objects: dict) -> None:
           f'without {name}=, or use a new workdir')
 
 
+def checkpoint_directory(path: str) -> str:
+  """Where the run in `path` keeps its Orbax checkpoints, a folder per step."""
+  return os.path.join(os.path.abspath(path), 'checkpoints')
+
+
+def checkpoint_steps(path: str | None) -> list[int]:
+  """The steps at which the run in `path` saved a whole checkpoint; [] for none."""
+  return ocp.utils.checkpoint_steps(checkpoint_directory(path)) if path else []
+
+
 class Workdir:
   """The files of one run; with `path` None, a run that writes and resumes nothing."""
 
   def __init__(self, path: str | None, config, caller_objects: dict, is_main: bool,
                checkpoints_to_keep: int = 2):
     self.path = path
-    self.log = MetricsLog(path if is_main else None)
+    self.is_main = is_main
+    self.log = MetricsLog(trackers_lib.create(config, path) if path and is_main else [])
     self.checkpoints = None
     if not path:
       return
     self.checkpoints = ocp.CheckpointManager(
-        os.path.join(os.path.abspath(path), 'checkpoints'),
+        checkpoint_directory(path),
         options=ocp.CheckpointManagerOptions(max_to_keep=checkpoints_to_keep),
         item_handlers=ocp.StandardCheckpointHandler(),  # so that metadata reads before a restore
     )
@@ -177,11 +168,12 @@ class Workdir:
     """The newest checkpoint that restores, else `state`; damaged ones are skipped with a warning.
 
     The state is restored onto this run's devices and layout (`state`'s shardings), whatever the
-    saving run's were. Lines of metrics.jsonl past the restored step are dropped.
+    saving run's were. The metrics log rewinds to the restored step.
     """
     if not self.checkpoints or not self.checkpoints.all_steps():
       # Killed before its first checkpoint was whole: it starts afresh, so do its metrics.
-      self.log.truncate_after(int(state.step[0]))
+      with self._writing('the metrics'):
+        self.log.rewind(int(state.step[0]))
       return state
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
@@ -199,7 +191,8 @@ class Workdir:
         say(f'warning: the checkpoint at step {step} cannot be read ({type(e).__name__}); '
             'trying the one before it')
         continue
-      self.log.truncate_after(int(restored.step[0]))
+      with self._writing('the metrics'):
+        self.log.rewind(int(restored.step[0]))
       say(f'Resumed from the checkpoint at step {int(restored.step[0])} in {self.path}')
       return restored
     raise CheckpointError(
@@ -233,9 +226,10 @@ class Workdir:
 
     The interval is written first, so a whole checkpoint always has its interval beside it.
     """
+    assert self.path and self.checkpoints, 'a run without a workdir saves no checkpoint'
     interval_path = os.path.join(self.path, INTERVAL_FILE)
     with self._writing(f'the checkpoint of step {step}'):
-      if unlogged and self.log.path:
+      if unlogged and self.is_main:
         temporary = f'{interval_path}.tmp.npz'
         np.savez(temporary, step=step, **unlogged)
         os.replace(temporary, interval_path)
@@ -244,7 +238,7 @@ class Workdir:
   def restore_interval(self, step: int) -> list[dict]:
     """The unlogged metrics saved with the checkpoint at `step` (one [step, replica] array per
     key, in a list like the loop's per-call ones), or [] when that checkpoint had none."""
-    interval_path = os.path.join(self.path, INTERVAL_FILE) if self.log.path else ''
+    interval_path = os.path.join(self.path, INTERVAL_FILE) if self.path and self.is_main else ''
     if not os.path.exists(interval_path):
       return []
     with np.load(interval_path) as saved:

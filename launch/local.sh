@@ -2,7 +2,7 @@
 # Starts N fajax processes on this machine, as a multi-host run would, for trying multi-process
 # training without a cluster (CPU collectives over gloo).
 #
-#   launch/local.sh N [DEVICES_PER_PROCESS] -- --config=experiments/mnist_bp.py --workdir=runs/x [...]
+#   launch/local.sh N [DEVICES_PER_PROCESS] -- --config=mnist_bp --workdir=runs/x [...]
 #
 # Every process gets --coordinator_address=localhost:PORT --num_processes=N --process_id=I and
 # DEVICES_PER_PROCESS simulated CPU devices (default 1). Process 0 prints; the others log to

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One fajax run on a Cloud TPU VM pod slice: the same command on every worker.
 #
-#   launch/tpu_pod.sh TPU_NAME ZONE --config=experiments/imagenet2_fa_usf_sn.py --workdir=gs://bucket/runs/imagenet2_fa_usf_sn
+#   launch/tpu_pod.sh TPU_NAME ZONE --config=imagenet2_fa_usf_sn --workdir=gs://bucket/runs/imagenet2_fa_usf_sn
 #
 # Installs fajax from this checkout's remote on every worker (FAJAX_REPO, default the origin
 # URL) once, then starts training everywhere; JAX finds the pod's workers itself. The workdir

@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import statistics
 import subprocess
 import sys
 
@@ -68,3 +69,22 @@ def test_replica_benchmark_compares_r_replicas_with_one(tmp_path):
     assert row['ratio'] == pytest.approx(row['all_replicas_ms'] / (2 * row['one_replica_ms']))
     assert row['one_replica_ms'] > 0
   assert '| fa | 8 | 2 | 33 |' in (tmp_path / 'replicas.md').read_text()
+
+
+def test_converted_benchmark_compares_a_converted_lenet5_with_the_built_in_one(tmp_path):
+  env = {**os.environ, 'PYTHONPATH': os.pathsep.join(
+      filter(None, [str(REPO), os.environ.get('PYTHONPATH')]))}
+  result = subprocess.run(
+      [sys.executable, 'benchmarks/converted.py', '--methods=fa,dfa', '--batch_size=8',
+       '--steps=2', '--rounds=2', '--warmup=1', f'--out={tmp_path}'],
+      capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  rows = json.loads((tmp_path / 'converted.json').read_text())['rows']
+  assert [r['method'] for r in rows] == ['fa', 'dfa']
+  for row in rows:
+    assert len(row['round_ratios']) == 2
+    assert row['round_ratios'] == pytest.approx(
+        [c / b for c, b in zip(row['round_ms']['converted'], row['round_ms']['built-in'])])
+    assert row['ratio'] == pytest.approx(statistics.median(row['round_ratios']))
+    assert row['built_in_ms'] > 0 and row['converted_ms'] > 0
+  assert '| dfa |' in (tmp_path / 'converted.md').read_text()

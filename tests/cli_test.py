@@ -1,6 +1,13 @@
-"""What the command lines share: where their compilation cache lives."""
+"""What the command lines share: the `fajax` command, experiment names and where the
+compilation cache lives."""
+
+import sys
+
+import pytest
 
 from fajax import cli
+from fajax import command
+from fajax import experiments
 
 
 def test_the_compilation_cache_folder_comes_from_the_flag_then_jax_then_the_user_cache(
@@ -15,3 +22,52 @@ def test_the_compilation_cache_folder_comes_from_the_flag_then_jax_then_the_user
   monkeypatch.delenv('XDG_CACHE_HOME')
   monkeypatch.setenv('HOME', '/home/me')
   assert cli.compilation_cache_dir(None) == '/home/me/.cache/fajax/xla'
+
+
+def test_an_experiment_name_becomes_its_packaged_file_and_a_path_stays_as_given():
+  packaged = str(experiments.path_of('mnist_fa'))
+  assert packaged.endswith('fajax/experiments/mnist_fa.py')
+  argv = ['fajax train', '--config=mnist_fa', '--config.seed=3', '--workdir=w']
+  assert cli._named_configs(argv) == ['fajax train', f'--config={packaged}', '--config.seed=3',
+                                      '--workdir=w']
+  assert cli._named_configs(['p', '--config', 'mnist_fa']) == ['p', '--config', packaged]
+  for path in ('my_config.py', 'configs/mnist_fa', './mnist_fa.py'):
+    assert cli._named_configs(['p', f'--config={path}']) == ['p', f'--config={path}']
+
+
+def test_an_unknown_experiment_name_is_one_line_with_the_closest_names(capsys):
+  with pytest.raises(SystemExit) as exit_:
+    cli._named_configs(['p', '--config=mnist_fa_usf'])
+  assert exit_.value.code == 2
+  [line] = capsys.readouterr().err.strip().splitlines()
+  assert line.startswith('fajax: error: no experiment named mnist_fa_usf (did you mean '
+                         'mnist_fa_usf_sn, mnist_fa_usf_init')
+
+
+def test_every_experiment_is_named_by_its_file():
+  names = experiments.names()
+  assert 'mnist_fa' in names and 'imagenet2_fa_usf_sn' in names and '__init__' not in names
+  assert all(experiments.path_of(name).stem == name for name in names)
+  assert experiments.path_of('nothing') is None
+
+
+@pytest.mark.parametrize('argv,code,shown', [
+    (['fajax'], 2, 'usage: fajax SUBCOMMAND'),
+    (['fajax', '--help'], 0, 'export'),
+    (['fajax', 'trian'], 2, "no subcommand 'trian'"),
+])
+def test_the_fajax_command_lists_its_subcommands(monkeypatch, capsys, argv, code, shown):
+  monkeypatch.setattr('sys.argv', argv)
+  with pytest.raises(SystemExit) as exit_:
+    command.main()
+  assert exit_.value.code == code
+  output = capsys.readouterr()
+  assert shown in output.out + output.err
+
+
+def test_a_subcommand_runs_its_module_with_the_remaining_flags(monkeypatch):
+  ran = {}
+  monkeypatch.setattr('fajax.report.main', lambda: ran.setdefault('argv', list(sys.argv)))
+  monkeypatch.setattr('sys.argv', ['fajax', 'report', 'runs/a', '--out=o'])
+  command.main()
+  assert ran['argv'] == ['fajax report', 'runs/a', '--out=o']

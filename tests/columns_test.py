@@ -29,7 +29,7 @@ def _run(args, env):
 @pytest.mark.parametrize('experiment', ['cifar10_1_fa_usf_sn', 'cifar10_1_dfa', 'cifar10_2_bp'])
 def test_one_step_on_a_cifar10_folder_laid_out_as_the_real_one(experiment, tmp_path):
   write_cifar10(tmp_path / 'data')
-  result = _run(['-m', 'fajax.main', f'--config=experiments/{experiment}.py',
+  result = _run(['-m', 'fajax.main', f'--config={experiment}',
                  f'--workdir={tmp_path / "run"}', *ONE_STEP],
                 {'FAJAX_DATA_DIR': str(tmp_path / 'data')})
   assert result.returncode == 0, result.stderr[-3000:]
@@ -38,7 +38,7 @@ def test_one_step_on_a_cifar10_folder_laid_out_as_the_real_one(experiment, tmp_p
 
 @pytest.mark.parametrize('experiment', ['imagenet1_fa_usf_const_ei', 'imagenet2_fa_usf_sn'])
 def test_one_step_on_tfds_mock_imagenet(experiment, tmp_path):
-  result = _run(['-c', UNDER_MOCK_DATA, f'--config=experiments/{experiment}.py',
+  result = _run(['-c', UNDER_MOCK_DATA, f'--config={experiment}',
                  f'--workdir={tmp_path}', '--config.image_size=64', *ONE_STEP],
                 {'FAJAX_DATA_DIR': ''})
   assert result.returncode == 0, result.stderr[-3000:]
@@ -47,7 +47,7 @@ def test_one_step_on_tfds_mock_imagenet(experiment, tmp_path):
 
 def test_densefa_on_the_cifar_convnet_is_refused_under_the_default_budget(tmp_path):
   write_cifar10(tmp_path / 'data')
-  result = _run(['-m', 'fajax.main', '--config=experiments/cifar10_1_densefa.py',
+  result = _run(['-m', 'fajax.main', '--config=cifar10_1_densefa',
                  f'--workdir={tmp_path / "run"}', '--config.direct_feedback_memory_budget_mb=2048',
                  *ONE_STEP], {'FAJAX_DATA_DIR': str(tmp_path / 'data')})
   assert result.returncode == 2

@@ -1,5 +1,6 @@
 import os
 import pathlib
+import socket
 
 import jax
 import pytest
@@ -10,6 +11,17 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 # costs far more than it saves (the session's own and its subprocesses' compiles; BUILD_NOTES,
 # "Tests and CI time"). Set before JAX starts its backend.
 os.environ['XLA_FLAGS'] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0"
+
+
+@pytest.fixture(scope='session', autouse=True)
+def no_downloads():
+  """Points $FAJAX_DATA_MIRROR at a port that refuses connections (bound, never listening), so
+  a test that lacks its data fails at once instead of downloading; tests of the download
+  override it with their own server."""
+  with socket.socket() as closed_port, pytest.MonkeyPatch.context() as patch:
+    closed_port.bind(('127.0.0.1', 0))
+    patch.setenv('FAJAX_DATA_MIRROR', f'http://127.0.0.1:{closed_port.getsockname()[1]}')
+    yield
 
 
 @pytest.fixture(scope='session')

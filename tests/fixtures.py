@@ -1,6 +1,7 @@
 """Small datasets, in memory or written in the real on-disk formats, and built experiments."""
 
 import pickle
+import struct
 
 import jax
 import jax.numpy as jnp
@@ -14,6 +15,12 @@ from fajax.configs import mnist
 from fajax.datasets import cifar10
 from fajax.datasets import mnist as mnist_data
 from fajax.layers import default_kernel_init
+
+
+def idx_bytes(magic, array):
+  """`array` in MNIST's IDX format: big-endian magic number and dimensions, then uint8 data."""
+  header = struct.pack('>I', magic) + b''.join(struct.pack('>I', d) for d in array.shape)
+  return header + array.astype(np.uint8).tobytes()
 
 
 def write_cifar10(root, records_per_file=20, seed=0):

@@ -11,6 +11,7 @@ import pytest
 
 import fajax
 from fajax import column
+from fajax import experiments
 from fajax import paper
 from fajax.configs import mnist
 from fajax.errors import ConfigError
@@ -31,7 +32,7 @@ def _cli(config, workdir, *overrides, data_dir=None):
   if data_dir:
     env['FAJAX_DATA_DIR'] = data_dir
   return subprocess.run(
-      [sys.executable, '-m', 'fajax.main', f'--config={REPO / "experiments" / config}',
+      [sys.executable, '-m', 'fajax.main', f'--config={config}',
        f'--workdir={workdir}', *overrides],
       capture_output=True, text=True, env=env, cwd=REPO, timeout=600,
   )
@@ -45,7 +46,7 @@ def _metrics(workdir):
 def test_cli_trains_writes_outputs_and_resumes_exactly(tmp_path, mnist_data_dir):
   full, resumed = tmp_path / 'full', tmp_path / 'resumed'
   cache = tmp_path / 'xla'
-  run = lambda workdir: _cli('mnist_fa_usf_sn.py', workdir, *SMALL_RUN,
+  run = lambda workdir: _cli('mnist_fa_usf_sn', workdir, *SMALL_RUN,
                              f'--compilation_cache_dir={cache}', data_dir=mnist_data_dir)
   first = run(full)
   assert first.returncode == 0, first.stderr
@@ -95,7 +96,7 @@ def test_train_returns_final_metrics_and_writes_nothing_without_workdir(
 def test_every_cell_of_the_paper_table_has_a_config():
   for column_name in paper.COLUMNS:
     for method in paper.methods_of(column_name):
-      assert (REPO / 'experiments' / f'{column_name}_{method}.py').exists(), method
+      assert experiments.path_of(f'{column_name}_{method}') is not None, method
   assert len(paper.methods_of('mnist')) == 9
   # 9 MNIST + 9 CIFAR-10 1 + 7 CIFAR-10 2 + 10 ImageNet 1 + 7 ImageNet 2 cells (issues 3, 4).
   assert sum(len(cells) for cells in paper.TABLE.values()) == 42

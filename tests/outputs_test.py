@@ -92,5 +92,6 @@ def test_notebook_runs_top_to_bottom(tmp_path, mnist_data_dir, monkeypatch):
                  resources={'metadata': {'path': str(tmp_path)}}).execute()
   outputs = [o for c in notebook.cells if c.cell_type == 'code' for o in c.get('outputs', [])]
   assert any('image/png' in o.get('data', {}) for o in outputs)
+  assert any('JAX runs on [CpuDevice' in o.get('text', '') for o in outputs)
   assert (tmp_path / 'report' / 'results.md').exists()
   assert (tmp_path / 'mnist_fa_usf_sn' / 'metrics.jsonl').exists()

@@ -21,7 +21,7 @@ def _cli(workdir, *args, data_dir=''):
 
 def test_divergence_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
     tmp_path, mnist_data_dir):
-  result = _cli(tmp_path, '--config=experiments/mnist_fa.py', *SMALL,
+  result = _cli(tmp_path, '--config=mnist_fa', *SMALL,
                 '--config.learning_rate=1e4', '--config.num_train_steps=200',
                 '--config.checkpoint_every_steps=2', '--config.log_every_steps=2',
                 data_dir=mnist_data_dir)
@@ -51,14 +51,14 @@ def test_divergence_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
     ('--config.optimizer=rmsprop', "unknown optimizer 'rmsprop'; choose one of: sgd, adam"),
 ])
 def test_bad_config_is_one_line_exit_2(override, expected, tmp_path):
-  result = _cli(tmp_path, '--config=experiments/mnist_bp.py', override)
+  result = _cli(tmp_path, '--config=mnist_bp', override)
   assert result.returncode == 2, result.stderr
   [line] = result.stderr.strip().splitlines()
   assert line.startswith('fajax: error: ') and expected in line
 
 
 def test_a_model_that_cannot_take_the_data_is_one_line_exit_2(tmp_path, mnist_data_dir):
-  result = _cli(tmp_path, '--config=experiments/mnist_bp.py', '--config.model=resnet20',
+  result = _cli(tmp_path, '--config=mnist_bp', '--config.model=resnet20',
                 data_dir=mnist_data_dir)
   assert result.returncode == 2
   [line] = result.stderr.strip().splitlines()
@@ -66,21 +66,23 @@ def test_a_model_that_cannot_take_the_data_is_one_line_exit_2(tmp_path, mnist_da
 
 
 def test_missing_data_directory_through_the_cli(tmp_path):
-  result = _cli(tmp_path, '--config=experiments/cifar10_1_bp.py', data_dir=str(tmp_path))
+  result = _cli(tmp_path, '--config=cifar10_1_bp', data_dir=str(tmp_path))
   assert result.returncode == 2
   [line] = result.stderr.strip().splitlines()
-  assert 'cifar-10-batches-py does not exist: extract cifar-10-python.tar.gz' in line
+  # The tests' $FAJAX_DATA_MIRROR refuses connections (conftest.py): the download fails.
+  assert 'cannot download cifar-10-python.tar.gz: http://127.0.0.1:' in line
+  assert f'Put the file into {tmp_path}/cifar10/ by hand' in line
 
 
 def test_missing_config_file_is_one_line_exit_2(tmp_path):
-  result = _cli(tmp_path, '--config=experiments/mnist_nothing.py')
+  result = _cli(tmp_path, '--config=configs/mnist_nothing.py')
   assert result.returncode == 2
   [line] = result.stderr.strip().splitlines()
   assert 'cannot load --config' in line and 'mnist_nothing.py' in line
 
 
 def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, mnist_data_dir):
-  args = ['--config=experiments/mnist_bp.py', *SMALL, '--config.num_train_steps=20',
+  args = ['--config=mnist_bp', *SMALL, '--config.num_train_steps=20',
           '--config.checkpoint_every_steps=10', '--config.log_every_steps=10']
   first = _cli(tmp_path, *args, data_dir=mnist_data_dir)
   assert first.returncode == 0, first.stderr
@@ -100,7 +102,7 @@ def test_a_dead_process_stops_the_others(tmp_path, mnist_data_dir):
 
   workdir = tmp_path / 'run'
   launcher = subprocess.Popen(
-      ['bash', 'launch/local.sh', '2', '1', '--', '--config=experiments/mnist_bp.py',
+      ['bash', 'launch/local.sh', '2', '1', '--', '--config=mnist_bp',
        f'--workdir={workdir}', *SMALL, '--config.num_train_steps=100000'],
       cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
       env={**os.environ, 'FAJAX_DATA_DIR': mnist_data_dir,

@@ -22,7 +22,7 @@ def _env(devices, data_dir):
 
 def _main(config, workdir, devices, data_dir, *overrides):
   return subprocess.run(
-      [sys.executable, '-m', 'fajax.main', f'--config=experiments/{config}',
+      [sys.executable, '-m', 'fajax.main', f'--config={config}',
        f'--workdir={workdir}', *SMALL, *overrides],
       capture_output=True, text=True, cwd=REPO, env=_env(devices, data_dir), timeout=600)
 
@@ -31,7 +31,7 @@ def _launch(config, workdir, processes, devices, data_dir, *overrides):
   env = {**_env(1, data_dir), 'FAJAX_LAUNCH_LOGS': str(workdir) + '_logs'}
   return subprocess.run(
       ['bash', 'launch/local.sh', str(processes), str(devices), '--',
-       f'--config=experiments/{config}', f'--workdir={workdir}', *SMALL, *overrides],
+       f'--config={config}', f'--workdir={workdir}', *SMALL, *overrides],
       capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
 
 
@@ -43,8 +43,8 @@ def _curve(workdir):
 
 # uSF SN covers the rules' state under sharding (BP's B = W is its special case without
 # signs) across processes, DFA the error-feedback matrices over one process's devices.
-@pytest.mark.parametrize('config,layout', [('mnist_fa_usf_sn.py', '2 processes x 2 devices'),
-                                           ('mnist_dfa.py', '4 devices')])
+@pytest.mark.parametrize('config,layout', [('mnist_fa_usf_sn', '2 processes x 2 devices'),
+                                           ('mnist_dfa', '4 devices')])
 def test_same_loss_curve_on_1_device_as_on_4(config, layout, tmp_path, mnist_data_dir):
   steps = '--config.num_train_steps=20'
   # The sharded run also takes two steps per call (a stack of batches split over the devices
@@ -71,10 +71,10 @@ def test_same_loss_curve_on_1_device_as_on_4(config, layout, tmp_path, mnist_dat
 @pytest.mark.parametrize('save_devices,resume_devices', [(4, 1), (1, 4)])
 def test_checkpoint_restores_on_another_device_count(save_devices, resume_devices, tmp_path,
                                                      mnist_data_dir):
-  saved = _main('mnist_fa_usf_sn.py', tmp_path, save_devices, mnist_data_dir,
+  saved = _main('mnist_fa_usf_sn', tmp_path, save_devices, mnist_data_dir,
                 '--config.num_train_steps=10')
   assert saved.returncode == 0, saved.stderr[-2000:]
-  resumed = _main('mnist_fa_usf_sn.py', tmp_path, resume_devices, mnist_data_dir,
+  resumed = _main('mnist_fa_usf_sn', tmp_path, resume_devices, mnist_data_dir,
                   '--config.num_train_steps=10')
   assert resumed.returncode == 0, resumed.stderr[-2000:]
   assert 'Resumed from the checkpoint at step 10' in resumed.stdout
@@ -86,7 +86,7 @@ def test_checkpoint_restores_on_another_device_count(save_devices, resume_device
 
 
 def test_batch_size_that_does_not_divide_the_devices_fails_at_start(tmp_path, mnist_data_dir):
-  result = _main('mnist_bp.py', tmp_path, 4, mnist_data_dir, '--config.batch_size=30')
+  result = _main('mnist_bp', tmp_path, 4, mnist_data_dir, '--config.batch_size=30')
   assert result.returncode == 2
   assert result.stderr.strip().splitlines()[-1] == (
       'fajax: error: batch_size=30 does not divide evenly over 4 devices; use a multiple of 4')
@@ -111,7 +111,7 @@ def test_large_parameters_are_split_over_the_batch_axis_on_request():
 @pytest.mark.slow  # three 2-process runs: about 2 minutes on 2 cores
 def test_a_sigterm_stops_every_process_at_one_step_and_the_run_resumes_bit_for_bit(
     tmp_path, mnist_data_dir):
-  args = ['--config=experiments/mnist_bp.py', '--config.num_train_steps=60',
+  args = ['--config=mnist_bp', '--config.num_train_steps=60',
           '--config.log_every_steps=20', '--config.checkpoint_every_steps=20']
   run = lambda name, fault='': subprocess.run(
       ['bash', 'launch/local.sh', '2', '1', '--', *args, f'--workdir={tmp_path / name}', *SMALL],

@@ -88,7 +88,7 @@ def test_the_holder_renews_its_lock(tmp_path, monkeypatch):
 def test_a_second_run_on_a_workdir_in_use_exits_2_with_one_line(tmp_path, mnist_data_dir):
   _write_lock(tmp_path)  # held by this live test process
   result = subprocess.run(
-      [sys.executable, '-m', 'fajax.main', '--config=experiments/mnist_bp.py',
+      [sys.executable, '-m', 'fajax.main', '--config=mnist_bp',
        f'--workdir={tmp_path}'], capture_output=True, text=True, cwd=REPO, timeout=300,
       env={**os.environ, 'FAJAX_DATA_DIR': mnist_data_dir})
   assert result.returncode == 2

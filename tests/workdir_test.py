@@ -7,6 +7,8 @@ import pytest
 from flax import nnx
 
 import fajax
+from fajax import trackers
+from fajax.configs import common
 from fajax.errors import ConfigError
 from fajax.workdir import MetricsLog
 from tests.fixtures import TinyMLP, tiny_config, tiny_data
@@ -55,10 +57,10 @@ def test_a_config_model_run_does_not_resume_with_a_caller_model(tmp_path):
 
 
 def test_metrics_log_drops_lines_past_a_step_and_appends(tmp_path):
-  log = MetricsLog(str(tmp_path))
+  log = MetricsLog(trackers.create(common.get_config(), str(tmp_path)))  # the default trackers
   for step in (10, 20, 30):
     log.write(step, [{'replica': r, 'train/loss': step / 10 + r} for r in (0, 1)])
-  log.truncate_after(20)
+  log.rewind(20)
   log.write(30, [{'replica': 0, 'train/loss': 9.0}])
   log.close()
   lines = [json.loads(line) for line in (tmp_path / 'metrics.jsonl').read_text().splitlines()]

@@ -1,1 +1,1 @@
-"""Base configs shared by the experiment files in experiments/."""
+"""Base configs shared by the experiment files in fajax/experiments/."""

@@ -35,9 +35,12 @@ def get_config() -> ml_collections.ConfigDict:
   # DFA / DenseFA refuse to build feedback matrices larger than this.
   config.direct_feedback_memory_budget_mb = 2048.0
 
+  # 'mnist', 'cifar10', 'imagenet2012' (TFDS), or 'tfds:<name>' for any prepared TFDS
+  # image-classification dataset (fajax.datasets.tfds_classification).
   config.dataset = ''
-  # Folder holding the raw datasets (e.g. mnist/); '' reads $FAJAX_DATA_DIR, and when that is
-  # unset too, the prepared TFDS dataset.
+  # Folder of the raw datasets (mnist/, cifar10/, downloaded there on first use) and of the
+  # cached statistics of tfds: datasets; '' means $FAJAX_DATA_DIR, else
+  # $XDG_CACHE_HOME/fajax/data (~/.cache/fajax/data).
   config.data_dir = ''
   config.data_workers = 4  # threads of the grain input pipeline (CIFAR-10, ImageNet)
   config.image_size = 224  # ImageNet crop size; other datasets have fixed sizes
@@ -48,6 +51,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.model = ''
   # Initializer of every kernel W, and of FA's feedback weights B (fajax.layers).
   config.kernel_init = 'fan_in_uniform'
+  # A .safetensors file written by fajax.export: training starts from its W, biases and
+  # batch-norm statistics (every replica), to fine-tune a trained network or to continue it
+  # under another method, and from its B where the method does not compute B from W
+  # (fajax.weights_file). '' starts from the initializers; a resumed run, from its checkpoint.
+  config.init_from = ''
 
   config.optimizer = 'sgd'  # 'sgd' (with momentum) or 'adam'
   config.learning_rate = 0.1
@@ -74,6 +82,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.steps_per_call = 1
 
   config.log_every_steps = 100
+  # Where the logged metrics go (fajax.trackers): 'jsonl' (metrics.jsonl, which fajax's plots
+  # and reports read), 'tensorboard', and the extras 'wandb' and 'mlflow'. The default needs no
+  # account or server, so every run is readable offline.
+  config.trackers = ('jsonl', 'tensorboard')
   # Per-layer alignment with exact BP (fajax.diagnostics), measured on each logging step.
   config.diagnostics = True
   config.eval_every_epochs = 1  # and always after the last step

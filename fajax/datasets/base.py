@@ -5,10 +5,11 @@
     for images, labels, mask in data.eval_batches(batch_size): ...
 
 `InMemoryDataset` (MNIST) keeps both splits on the device and gathers each batch there:
-nothing crosses from the host per step. `GrainDataset` (CIFAR-10, ImageNet) streams from a
-random-access source through a grain pipeline with parallel workers. In both, the batch of
-training step s depends only on (seed, s), so a resumed run sees exactly the batches of an
-uninterrupted one, and `shard_index/shard_count` give each process its own slice.
+nothing crosses from the host per step. `GrainDataset` (CIFAR-10, ImageNet, `tfds:<name>`)
+streams from a random-access source through a grain pipeline with parallel workers. In both,
+the batch of training step s depends only on (seed, s), so a resumed run sees exactly the
+batches of an uninterrupted one, and `shard_index/shard_count` give each process its own
+slice.
 """
 
 import dataclasses
@@ -20,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fajax import user_cache
 from fajax.errors import ConfigError
 
 
@@ -29,8 +31,10 @@ VALIDATION = 'validation'
 
 
 def data_dir(config) -> str:
-  """`config.data_dir`, else $FAJAX_DATA_DIR, else '' (meaning: read through TFDS)."""
-  return config.data_dir or os.environ.get(DATA_DIR_ENV, '')
+  """The folder of the raw datasets and of fajax's derived data files: `config.data_dir`, else
+  $FAJAX_DATA_DIR, else $XDG_CACHE_HOME/fajax/data (~/.cache/fajax/data)."""
+  return os.path.expanduser(
+      config.data_dir or os.environ.get(DATA_DIR_ENV) or user_cache.folder('data'))
 
 
 def epoch_batches(num_examples: int, batch_size: int, seed: int, epoch: int) -> np.ndarray:
@@ -149,7 +153,7 @@ class InMemoryDataset:
              seed: int = 0) -> 'InMemoryDataset':
     """Uniform random uint8 images of `raw_shape` with random labels: for benchmarks and tests."""
     rng = np.random.default_rng(seed)
-    split = lambda n: (rng.integers(0, 256, (n, *raw_shape), dtype=np.uint8),
+    split: Callable[[int], tuple[np.ndarray, np.ndarray]] = lambda n: (rng.integers(0, 256, (n, *raw_shape), dtype=np.uint8),
                        rng.integers(0, spec.num_classes, n).astype(np.int32))
     return cls(*split(num_train), *split(num_test), spec)
 
@@ -208,6 +212,14 @@ class InMemoryDataset:
       yield images[idx], labels[idx], mask
 
 
+class RecordSource(Protocol):
+  """What grain reads records from: a length and (image uint8 HWC, label) by index."""
+
+  def __len__(self) -> int: ...
+
+  def __getitem__(self, index: int) -> tuple: ...
+
+
 @dataclasses.dataclass(frozen=True)
 class GrainDataset:
   """Random-access sources of (image, label) records, streamed through grain.
@@ -216,14 +228,14 @@ class GrainDataset:
   `eval_transform(image)` per test record; `spec.preprocess` on the device inside the step.
   """
 
-  train_source: object  # len() and [i] -> (image uint8 HWC, label)
-  test_source: object
+  train_source: 'RecordSource'
+  test_source: 'RecordSource'
   spec: Spec
   augment: Callable[[np.ndarray, np.random.Generator], np.ndarray]
   eval_transform: Callable[[np.ndarray], np.ndarray]
   num_threads: int = 4
   prefetch: int = 8
-  validation_source: object | None = None
+  validation_source: 'RecordSource | None' = None
 
   @property
   def num_train(self) -> int:
@@ -284,6 +296,8 @@ class GrainDataset:
     """This shard's rows of the padded batches of the test split, or of the validation split
     `hold_out` made: a process decodes only the records it evaluates."""
     source = {TEST: self.test_source, VALIDATION: self.validation_source}[split]
+    if source is None:
+      raise ConfigError('no validation split to evaluate: set config.validation_examples > 0')
     transform = self.eval_transform
     grain = _grain()
 

@@ -1,4 +1,5 @@
-"""CIFAR-10 from the original "python" batches, or from TFDS when no data directory is given."""
+"""CIFAR-10 from the original "python" batches in `<data_dir>/cifar10/cifar-10-batches-py/`,
+downloaded and extracted there on first use."""
 
 import os
 import pickle
@@ -8,12 +9,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from fajax.datasets import base
+from fajax.datasets import download
 from fajax.datasets import sources
 from fajax.errors import DataError
 
 TRAIN_FILES = tuple(f'data_batch_{i}' for i in range(1, 6))
 TEST_FILE = 'test_batch'
-BATCHES_DIR = os.path.join('cifar10', 'cifar-10-batches-py')
+BATCHES_FOLDER = 'cifar-10-batches-py'
+BATCHES_DIR = os.path.join('cifar10', BATCHES_FOLDER)
+ARCHIVE = 'cifar-10-python.tar.gz'
+MIRRORS = ('https://www.cs.toronto.edu/~kriz/',)  # $FAJAX_DATA_MIRROR replaces it
+# As Keras's cifar10.load_data checks it (its published MD5 is c58f30108f718f92721af3b95e74349a).
+ARCHIVE_SHA256 = '6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce'
 NUM_CLASSES = 10
 # Per-channel mean and standard deviation of the training images scaled to [0, 1].
 MEAN = (0.4914, 0.4822, 0.4465)
@@ -25,8 +32,8 @@ def read_batch(path: str) -> tuple[np.ndarray, np.ndarray]:
   """One pickled batch: uint8 images [N, 32, 32, 3] (from channel-major rows) and labels."""
   if not os.path.exists(path):
     raise DataError(
-        f'CIFAR-10 file {path} not found: extract cifar-10-python.tar.gz so that '
-        f'{BATCHES_DIR} holds data_batch_1..5 and test_batch'
+        f'CIFAR-10 file {path} not found: delete its folder, and fajax extracts it again from '
+        f'{ARCHIVE} (downloading that first if it is absent)'
     )
   try:
     with open(path, 'rb') as f:
@@ -36,7 +43,7 @@ def read_batch(path: str) -> tuple[np.ndarray, np.ndarray]:
   except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, IndexError) as e:
     raise DataError(
         f'{path} is not a valid CIFAR-10 batch ({type(e).__name__}: {e}); the file is damaged '
-        'or incomplete: extract it again from cifar-10-python.tar.gz'
+        f'or incomplete: delete its folder, and fajax extracts it again from {ARCHIVE}'
     ) from e
   if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
     raise DataError(
@@ -78,19 +85,13 @@ SPEC = base.Spec(NUM_CLASSES, (32, 32, 3), preprocess)
 
 
 def load(config) -> base.GrainDataset:
-  """CIFAR-10 from `data_dir`/cifar10/cifar-10-batches-py when a data dir is set, else TFDS."""
+  """CIFAR-10 from `data_dir`/cifar10/cifar-10-batches-py, downloading and extracting
+  cifar-10-python.tar.gz there first when that folder is absent."""
   data_dir = base.data_dir(config)
-  if data_dir:
-    directory = os.path.join(data_dir, BATCHES_DIR)
-    if not os.path.isdir(directory):
-      raise DataError(
-          f'data directory {directory} does not exist: extract cifar-10-python.tar.gz into '
-          f'{os.path.join(data_dir, "cifar10")}, or unset data_dir / $FAJAX_DATA_DIR to read '
-          'the TFDS cifar10 dataset'
-      )
-    train, test = read_split(directory, TRAIN_FILES), read_split(directory, (TEST_FILE,))
-  else:
-    train = sources.tfds_source('cifar10', 'train')
-    test = sources.tfds_source('cifar10', 'test')
+  directory = os.path.join(data_dir, BATCHES_DIR)
+  if not os.path.isdir(directory):
+    archive = download.fetch(data_dir, 'cifar10', ARCHIVE, ARCHIVE_SHA256, MIRRORS)
+    download.extract_folder(archive, BATCHES_FOLDER)
+  train, test = read_split(directory, TRAIN_FILES), read_split(directory, (TEST_FILE,))
   return base.GrainDataset(train, test, SPEC, augment, identity,
                            num_threads=config.data_workers)

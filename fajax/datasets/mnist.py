@@ -1,4 +1,4 @@
-"""MNIST from the original IDX files, or from TFDS when no data directory is given."""
+"""MNIST from the original IDX files in `<data_dir>/mnist/`, downloaded there on first use."""
 
 import gzip
 import os
@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fajax.datasets import base
-from fajax.datasets import sources
+from fajax.datasets import download
 from fajax.errors import DataError
 
 FILES = {
@@ -23,6 +23,23 @@ NUM_CLASSES = 10
 # Mean and standard deviation of the training pixels scaled to [0, 1].
 PIXEL_MEAN = 0.1307
 PIXEL_STD = 0.3081
+# Tried in order when a file is missing ($FAJAX_DATA_MIRROR replaces them).
+MIRRORS = (
+    'https://ossci-datasets.s3.amazonaws.com/mnist/',
+    'https://storage.googleapis.com/cvdf-datasets/mnist/',
+    'http://yann.lecun.com/exdb/mnist/',
+)
+# Of the gzipped originals, as every mirror serves them.
+SHA256 = {
+    'train-images-idx3-ubyte.gz':
+        '440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609',
+    'train-labels-idx1-ubyte.gz':
+        '3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c',
+    't10k-images-idx3-ubyte.gz':
+        '8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6',
+    't10k-labels-idx1-ubyte.gz':
+        'f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6',
+}
 
 
 def _read_bytes(path: str) -> bytes:
@@ -35,8 +52,8 @@ def _read_bytes(path: str) -> bytes:
       return f.read()
   except (EOFError, OSError, zlib.error) as e:
     raise DataError(
-        f'{path} cannot be read ({e}); the file is damaged or incomplete: replace it with a '
-        'fresh copy of the original MNIST file'
+        f'{path} cannot be read ({e}); the file is damaged or incomplete: delete it, and '
+        'fajax downloads it again'
     ) from e
 
 
@@ -65,49 +82,29 @@ def read_idx(path: str, magic: int, count: int) -> np.ndarray:
   return np.frombuffer(data, np.uint8, offset=header_size).reshape(dims)
 
 
-def _find(directory: str, name: str) -> str:
+def _find(data_dir: str, name: str) -> str:
+  """The file `name` (gzipped or not) in `data_dir`/mnist, downloaded there if it is absent."""
+  directory = os.path.join(data_dir, 'mnist')
   for candidate in (name + '.gz', name):
     path = os.path.join(directory, candidate)
     if os.path.exists(path):
       return path
-  raise DataError(
-      f'MNIST file {name}.gz not found in {directory}: put the four original MNIST IDX files '
-      'there (gzipped or not), or point data_dir / $FAJAX_DATA_DIR at the folder that holds '
-      'mnist/'
-  )
+  return download.fetch(data_dir, 'mnist', name + '.gz', SHA256[name + '.gz'], MIRRORS)
 
 
-def load_split_from_idx(directory: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+def load_split(data_dir: str, split: str) -> tuple[np.ndarray, np.ndarray]:
   images_name, labels_name, count = FILES[split]
-  images = read_idx(_find(directory, images_name), IMAGES_MAGIC, count)
-  labels = read_idx(_find(directory, labels_name), LABELS_MAGIC, count)
+  images = read_idx(_find(data_dir, images_name), IMAGES_MAGIC, count)
+  labels = read_idx(_find(data_dir, labels_name), LABELS_MAGIC, count)
   if labels.max() >= NUM_CLASSES:
-    raise DataError(f'{directory}/{labels_name} holds label {labels.max()}, beyond 0-9')
+    raise DataError(f'{data_dir}/mnist/{labels_name} holds label {labels.max()}, beyond 0-9')
   return images[..., None], labels.astype(np.int32)
 
 
-def load_split_from_tfds(split: str) -> tuple[np.ndarray, np.ndarray]:
-  source = sources.tfds_source('mnist', split)
-  records = [source[i] for i in range(len(source))]
-  images = np.stack([image for image, _ in records]).astype(np.uint8)
-  labels = np.array([label for _, label in records], np.int32)
-  return images, labels
-
-
 def load(data_dir: str) -> base.InMemoryDataset:
-  """MNIST from `data_dir`/mnist when `data_dir` is set, else from TFDS."""
-  if data_dir:
-    directory = os.path.join(data_dir, 'mnist')
-    if not os.path.isdir(directory):
-      raise DataError(
-          f'data directory {directory} does not exist: set $FAJAX_DATA_DIR or '
-          '--config.data_dir to the folder that holds mnist/'
-      )
-    load_split = lambda split: load_split_from_idx(directory, split)
-  else:
-    load_split = load_split_from_tfds
-  train_images, train_labels = load_split('train')
-  test_images, test_labels = load_split('test')
+  """MNIST from `data_dir`/mnist, whose missing files are downloaded first."""
+  train_images, train_labels = load_split(data_dir, 'train')
+  test_images, test_labels = load_split(data_dir, 'test')
   return base.InMemoryDataset(train_images, train_labels, test_images, test_labels, SPEC)
 
 

@@ -40,6 +40,6 @@ def tfds_source(name: str, split: str) -> TfdsSource:
   except Exception as e:  # TFDS raises several kinds for a dataset that is not prepared.
     raise DataError(
         f'TFDS cannot open {name} ({type(e).__name__}: {e}); prepare it with '
-        f"'tfds build {name}' (see the README for ImageNet's manual download), point "
-        '$TFDS_DATA_DIR at where it was built, or set data_dir for raw files where supported'
+        f"'tfds build {name} --file_format=array_record' (see the README for ImageNet's manual "
+        "download) and point $TFDS_DATA_DIR at where it was built, if not ~/tensorflow_datasets"
     ) from e

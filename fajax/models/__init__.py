@@ -7,12 +7,14 @@ from collections.abc import Callable, Sequence
 from flax import nnx
 
 from fajax import direct
+from fajax import wiring
 from fajax.errors import ConfigError
 from fajax.layers import KERNEL_INITIALIZERS
 from fajax.models.alexnet import AlexNet
 from fajax.models.cifar_convnet import CifarConvNet
 from fajax.models.lenet import LeNet5
 from fajax.models.resnet import ResNet18, ResNet20
+from fajax.models.vit import vit_tiny
 
 # name → (factory(num_classes, kernel_init=, rngs=), the input shape it requires, or None for
 # any image size its pooling can take)
@@ -24,6 +26,7 @@ MODELS: dict[str, tuple[Callable[..., nnx.Module], tuple[int, ...] | None]] = {
     'resnet18': (ResNet18, None),
     'alexnet': (functools.partial(AlexNet, batch_norm=False), None),
     'alexnet_bn': (functools.partial(AlexNet, batch_norm=True), None),
+    'vit_tiny': (vit_tiny, (32, 32, 1)),
 }
 
 
@@ -43,7 +46,7 @@ def _takes(factory: Callable, argument: str) -> bool:
     factory = factory.func
   # NNX's metaclass hides a class's own signature.
   return argument in inspect.signature(
-      factory.__init__ if isinstance(factory, type) else factory).parameters
+      getattr(factory, '__init__') if isinstance(factory, type) else factory).parameters
 
 
 def create(
@@ -72,5 +75,5 @@ def create(
     options['error_after_pooling'] = True
   model = factory(num_classes, kernel_init=KERNEL_INITIALIZERS[kernel_init], rngs=rngs,
                   **options)
-  return direct.wire(model, direct_mode, input_shape, num_classes, rngs,
+  return wiring.wire(model, direct_mode, input_shape, num_classes, rngs,
                      direct_memory_budget_mb, name)

@@ -1,0 +1,10 @@
+"""CIFAR-10, the DFA paper's conv net, uSF with the SN scale: B = sign(W)·‖W‖/√n.
+
+    fajax train --config=cifar10_1_fa_usf_sn --workdir=runs/cifar10_1_fa_usf_sn
+"""
+
+from fajax.configs import cifar10_1
+
+
+def get_config():
+  return cifar10_1.get_config('fa_usf_sn')
