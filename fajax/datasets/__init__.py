@@ -9,9 +9,10 @@ from fajax.datasets import imagenet
 from fajax.datasets import mnist
 from fajax.datasets import tfds_classification
 from fajax.datasets.base import (
-    DATA_DIR_ENV, TEST, VALIDATION, Dataset, GrainDataset, InMemoryDataset, Spec, data_dir,
-    epoch_batches, replica_batches, stack_arrays
+    DATA_DIR_ENV, TEST, VALIDATION, Dataset, InMemoryDataset, Spec, data_dir, epoch_batches,
+    replica_batches, stack_arrays
 )
+from fajax.datasets.streamed import GrainDataset
 
 LOADERS: dict[str, Callable[[ml_collections.ConfigDict], InMemoryDataset | GrainDataset]] = {
     'mnist': lambda config: mnist.load(data_dir(config)),

@@ -11,6 +11,7 @@ import numpy as np
 from fajax.datasets import base
 from fajax.datasets import download
 from fajax.datasets import sources
+from fajax.datasets import streamed
 from fajax.errors import DataError
 
 TRAIN_FILES = tuple(f'data_batch_{i}' for i in range(1, 6))
@@ -84,7 +85,7 @@ def preprocess(images: jax.Array) -> jax.Array:
 SPEC = base.Spec(NUM_CLASSES, (32, 32, 3), preprocess)
 
 
-def load(config) -> base.GrainDataset:
+def load(config) -> streamed.GrainDataset:
   """CIFAR-10 from `data_dir`/cifar10/cifar-10-batches-py, downloading and extracting
   cifar-10-python.tar.gz there first when that folder is absent."""
   data_dir = base.data_dir(config)
@@ -93,5 +94,5 @@ def load(config) -> base.GrainDataset:
     archive = download.fetch(data_dir, 'cifar10', ARCHIVE, ARCHIVE_SHA256, MIRRORS)
     download.extract_folder(archive, BATCHES_FOLDER)
   train, test = read_split(directory, TRAIN_FILES), read_split(directory, (TEST_FILE,))
-  return base.GrainDataset(train, test, SPEC, augment, identity,
+  return streamed.GrainDataset(train, test, SPEC, augment, identity,
                            num_threads=config.data_workers)

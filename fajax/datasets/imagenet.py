@@ -11,6 +11,7 @@ from PIL import Image
 
 from fajax.datasets import base
 from fajax.datasets import sources
+from fajax.datasets import streamed
 
 NUM_CLASSES = 1000
 MEAN = (0.485, 0.456, 0.406)
@@ -65,14 +66,14 @@ def preprocess(images: jax.Array) -> jax.Array:
   return (images - jnp.asarray(MEAN)) / jnp.asarray(STD)
 
 
-def load(config) -> base.GrainDataset:
+def load(config) -> streamed.GrainDataset:
   size = config.image_size
 
   def augment(image, rng):
     crop = random_resized_crop(_rgb(image), size, rng)
     return crop[:, ::-1] if rng.random() < 0.5 else crop
 
-  return base.GrainDataset(
+  return streamed.GrainDataset(
       sources.tfds_source('imagenet2012', 'train'),
       sources.tfds_source('imagenet2012', 'validation'),
       base.Spec(NUM_CLASSES, (size, size, 3), preprocess),

@@ -31,6 +31,7 @@ from absl import logging
 
 from fajax.datasets import base
 from fajax.datasets import sources
+from fajax.datasets import streamed
 from fajax.errors import ConfigError
 from fajax.errors import DataError
 
@@ -149,7 +150,7 @@ def _as_read(image: np.ndarray) -> np.ndarray:
   return image
 
 
-def load(config) -> base.GrainDataset:
+def load(config) -> streamed.GrainDataset:
   """The dataset `config.dataset = 'tfds:<name>'` names."""
   name = config.dataset.removeprefix(PREFIX)
   if not name:
@@ -164,5 +165,5 @@ def load(config) -> base.GrainDataset:
   input_shape = (height + sum(padding[0]), width + sum(padding[1]), channels)
   spec = base.Spec(num_classes, input_shape, functools.partial(
       preprocess, padding=padding, mean=tuple(mean), std=tuple(std)))
-  return base.GrainDataset(train, test, spec, _unchanged, _as_read,
+  return streamed.GrainDataset(train, test, spec, _unchanged, _as_read,
                            num_threads=config.data_workers)
