@@ -25,6 +25,7 @@ from fajax import datasets
 from fajax import diagnostics
 from fajax import methods
 from fajax import models
+from fajax import profiling
 from fajax import replicas as replicas_lib
 from fajax import sharding
 from fajax import steps
@@ -74,6 +75,7 @@ def validate_config(config: ml_collections.ConfigDict, *, model_given: bool = Fa
   _choose('lr_schedule', config.lr_schedule, LR_SCHEDULES)
   _choose('compute_dtype', config.compute_dtype, COMPUTE_DTYPES)
   trackers.check(config.trackers)
+  profiling.parse(config.profile_steps)
   for field, (requirement, holds) in _RANGES.items():
     if not holds(config[field]):
       raise ConfigError(f'{field} must be {requirement}, got {config[field]}')

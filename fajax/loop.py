@@ -18,6 +18,7 @@ import numpy as np
 from fajax import datasets
 from fajax import faults as faults_lib
 from fajax import preemption
+from fajax import profiling
 from fajax import progress
 from fajax import replicas as replicas_lib
 from fajax import workdir as workdir_lib
@@ -138,6 +139,7 @@ def _train(config, workdir, model, data, is_main: bool, console: progress.Consol
   total_steps, schedule = experiment.total_steps, experiment.schedule
   if len(experiment.replicas) > 1:
     console.say(describe_replicas(experiment.replicas, config))
+  profiler = profiling.StepProfiler(config.profile_steps, workdir)
   run = workdir_lib.Workdir(workdir, config, experiment.caller_objects, is_main,
                             config.checkpoints_to_keep)
   faults = faults_lib.Faults()
@@ -165,6 +167,7 @@ def _train(config, workdir, model, data, is_main: bool, console: progress.Consol
         # The last step of each logging interval also measures the layers' alignment.
         diagnose_at_stop = log_due and config.diagnostics
         count = steps_in_next_call(step, stop, config.steps_per_call, diagnose_at_stop)
+        profiler.before_call(step)
         if count == 1:
           step_fn = (experiment.diagnose_step if diagnose_at_stop and step + 1 == stop
                      else experiment.train_step)
@@ -176,6 +179,7 @@ def _train(config, workdir, model, data, is_main: bool, console: progress.Consol
           state, metrics = experiment.train_steps(state, *stacked)
         pending.append({k: metrics[k] for k in ('train/loss', 'train/top1_error')})
         step, calls = step + count, calls + 1
+        profiler.after_call(step, state)
         faults.at('step', step, step - count)
         # Calls are those of an uninterrupted run (see steps_in_next_call), so a run stopped
         # after any of them resumes bit for bit.
@@ -234,6 +238,7 @@ def _train(config, workdir, model, data, is_main: bool, console: progress.Consol
     if not lines or 'eval/loss' not in lines[0]:  # resumed after the last step: evaluate
       lines = _replica_lines(experiment, experiment.evaluate(state), state)
   finally:
+    profiler.stop()
     console.end_bar()  # W&B's and MLflow's closing words, or an error, start a line of their own
     run.close()
   faults.at('final')  # every checkpoint written, the final metrics not yet returned

@@ -13,6 +13,8 @@ from fajax import loop
 from fajax import plot
 from fajax import replicas as replicas_lib
 from fajax.configs import mnist
+from fajax import experiment
+from fajax.errors import ConfigError
 from fajax.errors import DivergenceError
 from tests.fixtures import TinyMLP, random_mnist, tiny_config, tiny_data
 
@@ -119,3 +121,25 @@ def test_a_diverging_replica_is_reported_and_left_out_of_the_means(tmp_path, cap
   assert {r['replica'] for r in logged if 'diverged_step' in r} == {2, 3}
   paths = plot.plot([str(tmp_path)], str(tmp_path / 'plots'))  # mean ± std bands
   assert all(pathlib.Path(p).read_bytes().startswith(b'\x89PNG') for p in paths)
+
+
+def test_profile_steps_write_a_trace_that_tensorboard_and_perfetto_read(tmp_path):
+  config = tiny_config('bp', num_train_steps=6, profile_steps='2:4', log_every_steps=3)
+  fajax.train(config, str(tmp_path), model=TinyMLP(rngs=nnx.Rngs(0)), data=tiny_data())
+  [run] = (tmp_path / 'profile' / 'plugins' / 'profile').iterdir()
+  names = {path.name for path in run.iterdir()}
+  assert any(name.endswith('.xplane.pb') for name in names), names
+  assert 'perfetto_trace.json.gz' in {path.name for path in (tmp_path / 'profile').rglob('*')}
+
+
+@pytest.mark.parametrize('spec', ['4', '4:2', '-1:3', 'a:b', '2:'])
+def test_a_malformed_profile_range_is_a_config_error(spec):
+  with pytest.raises(ConfigError, match='profile_steps must be'):
+    experiment.validate_config(tiny_config('bp', profile_steps=spec), model_given=True,
+                               data_given=True)
+
+
+def test_profiling_a_run_without_a_workdir_is_a_config_error():
+  with pytest.raises(ConfigError, match='give a workdir'):
+    fajax.train(tiny_config('bp', num_train_steps=2, profile_steps='0:1'),
+                model=TinyMLP(rngs=nnx.Rngs(0)), data=tiny_data())

@@ -82,6 +82,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.steps_per_call = 1
 
   config.log_every_steps = 100
+  # 'START:END': a jax.profiler trace of the steps after START up to END, in <workdir>/profile/
+  # for TensorBoard or Perfetto (fajax.profiling); '' traces nothing.
+  config.profile_steps = ''
   # Where the logged metrics go (fajax.trackers): 'jsonl' (metrics.jsonl, which fajax's plots
   # and reports read), 'tensorboard', and the extras 'wandb' and 'mlflow'. The default needs no
   # account or server, so every run is readable offline.
