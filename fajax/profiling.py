@@ -48,7 +48,7 @@ class StepProfiler:
 
   def after_call(self, step: int, outputs) -> None:
     """`outputs`: the call's results, waited for so that the trace holds their computation."""
-    if self.tracing and step >= self.steps[1]:
+    if self.tracing and self.steps and step >= self.steps[1]:
       self.stop(outputs)
 
   def stop(self, outputs=None) -> None:
