@@ -11,7 +11,7 @@ from flax import nnx
 import fajax
 from fajax.convert import FEEDBACK_LAYERS, unconverted_layers
 from fajax.errors import ConfigError
-from tests.fixtures import single, tiny_config, tiny_data
+from tests.fixtures import PlainCNN, single, tiny_config, tiny_data
 
 LAYERS = {  # name → (the nnx layer, made from rngs; an input shape)
     'linear': (lambda rngs: nnx.Linear(6, 5, rngs=rngs), (4, 6)),
@@ -199,21 +199,6 @@ def test_layers_anywhere_in_a_model_are_converted_at_their_paths():
   (dx, dparams), (expected_dx, expected_dparams) = _grads(converted, x), _grads(model, x)
   _close(dx, expected_dx)
   jax.tree.map(_close, dparams, expected_dparams)
-
-
-class PlainCNN(nnx.Module):
-  """A caller's model in plain NNX for tiny_data's 8×8×1 images and 3 classes."""
-
-  def __init__(self, rngs):
-    self.conv1 = nnx.Conv(1, 4, (3, 3), rngs=rngs)
-    self.conv2 = nnx.Conv(4, 8, (3, 3), strides=2, padding='VALID', rngs=rngs)
-    self.fc = nnx.Linear(8, 16, rngs=rngs)
-    self.out = nnx.Linear(16, 3, rngs=rngs)
-
-  def __call__(self, x):
-    x = nnx.max_pool(nnx.relu(self.conv1(x)), (2, 2), (2, 2))
-    x = jnp.mean(nnx.relu(self.conv2(x)), axis=(1, 2))
-    return self.out(nnx.relu(self.fc(x)))
 
 
 def test_a_converted_cnn_computes_the_same_outputs_and_under_b_equal_w_the_same_gradients():

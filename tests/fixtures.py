@@ -95,3 +95,18 @@ def tiny_config(method='fa', **overrides):
                         eval_batch_size=10, num_train_steps=8, log_every_steps=2,
                         checkpoint_every_steps=4), **overrides})
   return config
+
+
+class PlainCNN(nnx.Module):
+  """A caller's model in plain NNX for tiny_data's 8×8×1 images and 3 classes."""
+
+  def __init__(self, rngs):
+    self.conv1 = nnx.Conv(1, 4, (3, 3), rngs=rngs)
+    self.conv2 = nnx.Conv(4, 8, (3, 3), strides=2, padding='VALID', rngs=rngs)
+    self.fc = nnx.Linear(8, 16, rngs=rngs)
+    self.out = nnx.Linear(16, 3, rngs=rngs)
+
+  def __call__(self, x):
+    x = nnx.max_pool(nnx.relu(self.conv1(x)), (2, 2), (2, 2))
+    x = jnp.mean(nnx.relu(self.conv2(x)), axis=(1, 2))
+    return self.out(nnx.relu(self.fc(x)))

@@ -12,7 +12,7 @@ import fajax
 from fajax import direct
 from fajax import wiring
 from fajax.errors import ConfigError
-from tests.fixtures import single, tiny_config, tiny_data
+from tests.fixtures import PlainCNN, single, tiny_config, tiny_data
 
 X = jax.random.normal(jax.random.key(7), (8, 6))
 LABELS = jnp.arange(8) % 3
@@ -113,21 +113,6 @@ def test_a_wired_model_wired_again_takes_the_new_mode():
   rewired = wiring.wire(rewired, 'output', (6,), 3, nnx.Rngs(feedback=2))
   jax.tree.map(np.testing.assert_array_equal, nnx.to_pure_dict(nnx.grad(_loss)(rewired)),
                dfa_grads)
-
-
-class PlainCNN(nnx.Module):
-  """A plain-NNX CNN for tiny_data's 8×8×1 images and 3 classes."""
-
-  def __init__(self, rngs):
-    self.conv1 = nnx.Conv(1, 4, (3, 3), rngs=rngs)
-    self.conv2 = nnx.Conv(4, 8, (3, 3), strides=2, padding='VALID', rngs=rngs)
-    self.fc = nnx.Linear(8, 16, rngs=rngs)
-    self.out = nnx.Linear(16, 3, rngs=rngs)
-
-  def __call__(self, x):
-    x = nnx.max_pool(nnx.relu(self.conv1(x)), (2, 2), (2, 2))
-    x = jnp.mean(nnx.relu(self.conv2(x)), axis=(1, 2))
-    return self.out(nnx.relu(self.fc(x)))
 
 
 class PlainTinyMLP(nnx.Module):
