@@ -12,8 +12,6 @@ of each and their ratio converted / built-in; the table gives the median over th
 the rounds' range, which on a shared machine says how far to trust it.
 """
 
-import json
-import os
 import statistics
 import sys
 import time
@@ -31,6 +29,8 @@ from fajax.configs import mnist
 from fajax.datasets import mnist as mnist_data
 from fajax.layers import default_kernel_init
 from fajax.models.common import max_pool
+
+import timing
 
 _METHODS = flags.DEFINE_list('methods', 'bp,fa,dfa', 'Methods to time.')
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', 32, 'Batch size (the MNIST column\'s: 32).')
@@ -59,43 +59,21 @@ class PlainLeNet5(nnx.Module):
     return self.fc2(nnx.relu(self.fc1(x.reshape(x.shape[0], -1))))
 
 
-def build(method: str, batch_size: int) -> dict:
-  """'built-in' / 'converted' → (jitted train step, initial state, batch on the mesh)."""
+def build(method: str, batch_size: int) -> tuple[dict, dict]:
+  """The calls 'built-in' and 'converted' (their jitted train steps) and their initial states."""
   config = mnist.get_config(method)
   config.update(batch_size=batch_size, eval_batch_size=batch_size, num_train_steps=10_000)
   raw_shape = (mnist_data.IMAGE_SIDE, mnist_data.IMAGE_SIDE, 1)
   data = datasets.InMemoryDataset.random(mnist_data.SPEC, raw_shape, batch_size, batch_size)
   converted = fajax.to_feedback(PlainLeNet5(nnx.Rngs(0)), rngs=nnx.Rngs(feedback=1),
                                 kernel_init=default_kernel_init)
-  variants = {}
+  calls, states = {}, {}
   for name, model in (('built-in', None), ('converted', converted)):
     experiment = fajax.build(config, model=model, data=data)
     batch = experiment.put_batch(data.train_images[None], data.train_labels[None])
-    variants[name] = (experiment.train_step, experiment.state, batch)
-  return variants
-
-
-def time_rounds(variants: dict, steps: int, rounds: int, warmup: int) -> dict:
-  """Name → the median seconds per step of each interleaved round."""
-  states = {name: state for name, (_, state, _) in variants.items()}
-
-  def run(name, count):
-    step, _, batch = variants[name]
-    times = []
-    for _ in range(count):
-      start = time.perf_counter()
-      states[name], metrics = step(states[name], *batch)
-      jax.block_until_ready((states[name], metrics))
-      times.append(time.perf_counter() - start)
-    return times
-
-  for name in variants:
-    run(name, warmup)
-  medians = {name: [] for name in variants}
-  for _ in range(rounds):
-    for name in variants:
-      medians[name].append(statistics.median(run(name, max(steps // rounds, 1))))
-  return medians
+    calls[name] = timing.Call(experiment.train_step, batch, name)
+    states[name] = experiment.state
+  return calls, states
 
 
 def main(argv):
@@ -105,8 +83,8 @@ def main(argv):
   rows = []
   for method in _METHODS.value:
     print(f'{method}: compiling and timing', flush=True)
-    medians = time_rounds(build(method, _BATCH_SIZE.value), _STEPS.value, _ROUNDS.value,
-                          _WARMUP.value)
+    medians = timing.time_in_rounds(*build(method, _BATCH_SIZE.value), steps=_STEPS.value,
+                                    rounds=_ROUNDS.value, warmup=_WARMUP.value)
     ratios = [c / b for c, b in zip(medians['converted'], medians['built-in'])]
     rows.append({'method': method, 'built_in_ms': 1e3 * statistics.median(medians['built-in']),
                  'converted_ms': 1e3 * statistics.median(medians['converted']),
@@ -119,15 +97,9 @@ def main(argv):
     low, high = min(r['round_ratios']), max(r['round_ratios'])
     lines.append(f"| {r['method']} | {r['built_in_ms']:.2f} | {r['converted_ms']:.2f} | "
                  f"{r['ratio']:.3f} | {low:.3f}–{high:.3f} |")
-  markdown = '\n'.join(lines) + '\n'
-  print(markdown)
-  if _OUT.value:
-    os.makedirs(_OUT.value, exist_ok=True)
-    with open(os.path.join(_OUT.value, 'converted.json'), 'w') as f:
-      json.dump({'device': str(jax.devices()[0]), 'date': time.strftime('%Y-%m-%d %H:%M'),
-                 'batch_size': _BATCH_SIZE.value, 'rows': rows}, f, indent=2)
-    with open(os.path.join(_OUT.value, 'converted.md'), 'w') as f:
-      f.write(markdown)
+  result = {'device': str(jax.devices()[0]), 'date': time.strftime('%Y-%m-%d %H:%M'),
+            'batch_size': _BATCH_SIZE.value, 'rows': rows}
+  timing.publish('\n'.join(lines) + '\n', result, _OUT.value, 'converted')
 
 
 if __name__ == '__main__':

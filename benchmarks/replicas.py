@@ -11,8 +11,6 @@ t(R replicas) / (R · t(1 replica)) is what a replica costs in the program again
 its own: ≤ 1.0 means training R seeds together is no slower than R runs one after another.
 """
 
-import json
-import os
 import statistics
 import sys
 import time
@@ -28,6 +26,8 @@ from fajax import datasets
 from fajax import host_memory
 from fajax.configs import mnist
 from fajax.datasets import mnist as mnist_data
+
+import timing
 
 _METHODS = flags.DEFINE_list('methods', 'bp,fa', 'Methods to time.')
 _BATCH_SIZES = flags.DEFINE_list('batch_sizes', '32,128', 'Batch sizes per replica.')
@@ -53,29 +53,6 @@ def build(method: str, batch_size: int, replicas: int):
   return experiment, batches, config.steps_per_call
 
 
-def time_variants(variants: dict, steps: int, rounds: int) -> dict:
-  """Median seconds per training step of each (name → (call, state, batch, steps per call))."""
-  states = {name: v[1] for name, v in variants.items()}
-
-  def run(name, count):
-    call, _, batch, per_call = variants[name]
-    times = []
-    for _ in range(max(count // per_call, 1)):
-      start = time.perf_counter()
-      states[name], metrics = call(states[name], *batch)
-      jax.block_until_ready((states[name], metrics))
-      times.append((time.perf_counter() - start) / per_call)
-    return times
-
-  for name in variants:
-    run(name, 2 * variants[name][3])  # compile and warm up
-  times = {name: [] for name in variants}
-  for _ in range(rounds):
-    for name in variants:
-      times[name] += run(name, max(steps // rounds, 1))
-  return {name: statistics.median(t) for name, t in times.items()}
-
-
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
@@ -84,16 +61,17 @@ def main(argv):
   for method in _METHODS.value:
     for batch_size in map(int, _BATCH_SIZES.value):
       counts = [1] + [int(r) for r in _REPLICAS.value]
-      variants = {}
+      calls, states = {}, {}
       for count in counts:
         experiment, batches, per_call = build(method, batch_size, count)
-        variants[count, 'single'] = (experiment.train_step, experiment.state,
-                                     batches['single'], 1)
-        state = jax.tree.map(jax.numpy.copy, experiment.state)
-        variants[count, 'stacked'] = (experiment.train_steps, state, batches['stacked'],
-                                      per_call)
+        calls[count, 'single'] = timing.Call(experiment.train_step, batches['single'], count)
+        calls[count, 'stacked'] = timing.Call(experiment.train_steps, batches['stacked'], count,
+                                              per_call)
+        states[count] = experiment.state
       print(f'{method}, batch {batch_size}: timing', flush=True)
-      seconds = time_variants(variants, _STEPS.value, _ROUNDS.value)
+      rounds = timing.time_in_rounds(calls, states, steps=_STEPS.value, rounds=_ROUNDS.value,
+                                     warmup=2 * per_call)  # compiles and warms up
+      seconds = {key: statistics.median(medians) for key, medians in rounds.items()}
       for count in counts[1:]:
         for variant in ('single', 'stacked'):
           one, many = seconds[1, variant], seconds[count, variant]
@@ -106,15 +84,9 @@ def main(argv):
     per_call = 1 if r['variant'] == 'single' else mnist.get_config('bp').steps_per_call
     lines.append(f"| {r['method']} | {r['batch_size']} | {r['replicas']} | {per_call} | "
                  f"{r['one_replica_ms']:.2f} | {r['all_replicas_ms']:.2f} | {r['ratio']:.3f} |")
-  markdown = '\n'.join(lines) + '\n'
-  print(markdown)
-  if _OUT.value:
-    os.makedirs(_OUT.value, exist_ok=True)
-    with open(os.path.join(_OUT.value, 'replicas.json'), 'w') as f:
-      json.dump({'device': str(jax.devices()[0]), 'date': time.strftime('%Y-%m-%d %H:%M'),
-                 'rows': rows}, f, indent=2)
-    with open(os.path.join(_OUT.value, 'replicas.md'), 'w') as f:
-      f.write(markdown)
+  result = {'device': str(jax.devices()[0]), 'date': time.strftime('%Y-%m-%d %H:%M'),
+            'rows': rows}
+  timing.publish('\n'.join(lines) + '\n', result, _OUT.value, 'replicas')
 
 
 if __name__ == '__main__':

@@ -5,8 +5,9 @@
         [--compute_dtype=float32|bfloat16] [--skip_pipeline] [--out=DIR]
 
 Each model runs on random uint8 batches of its dataset's shape, with its column's config
-(lenet5: MNIST; cifar_convnet: CIFAR-10 1; resnet20: CIFAR-10 2; alexnet / resnet18: ImageNet
-1 / 2, at `--imagenet_size`: 64 on CPU, 224 on an accelerator). For each method it measures:
+(lenet5: MNIST; vit_tiny: its MNIST config; cifar_convnet: CIFAR-10 1; resnet20: CIFAR-10 2;
+alexnet / resnet18: ImageNet 1 / 2, at `--imagenet_size`: 64 on CPU, 224 on an accelerator).
+For each method it measures:
 
 - step time: the step the trainer runs (`fajax.build`'s `train_step`: forward, backward,
   optimizer update, constraint and rule update, state donated), warmed up, then timed one step at a time
@@ -35,7 +36,6 @@ tables (markdown); with --out, writes them to suite.md and everything to suite.j
 """
 
 import functools
-import json
 import os
 import platform
 import statistics
@@ -59,14 +59,18 @@ from fajax.configs import cifar10_1
 from fajax.configs import cifar10_2
 from fajax.configs import imagenet as imagenet_configs
 from fajax.configs import mnist
+from fajax.configs import mnist_vit
 from fajax.datasets import cifar10
 from fajax.datasets import imagenet
 from fajax.datasets import mnist as mnist_data
 from fajax.datasets import sources
 from fajax.errors import ConfigError
 
+import timing
+
 CONFIGS = {  # model → its column's config, a function of the method
     'lenet5': mnist.get_config,
+    'vit_tiny': mnist_vit.get_config,
     'cifar_convnet': cifar10_1.get_config,
     'resnet20': cifar10_2.get_config,
     'alexnet': functools.partial(imagenet_configs.get_config, 'imagenet1'),
@@ -74,8 +78,8 @@ CONFIGS = {  # model → its column's config, a function of the method
 }
 # Batch sizes on CPU (lenet5: 128, the batch of the PyTorch reference figures in BUILD_NOTES.md,
 # "Speed"); elsewhere the config's.
-CPU_BATCH_SIZES = {'lenet5': 128, 'cifar_convnet': 32, 'resnet20': 32, 'alexnet': 16,
-                   'resnet18': 16}
+CPU_BATCH_SIZES = {'lenet5': 128, 'vit_tiny': 128, 'cifar_convnet': 32, 'resnet20': 32,
+                   'alexnet': 16, 'resnet18': 16}
 PIPELINE_BATCH = 128
 
 _MODELS = flags.DEFINE_list('models', 'lenet5,cifar_convnet,resnet20,resnet18',
@@ -175,37 +179,6 @@ def compile_step(step, state, batch) -> dict:
           'flops': compiled.cost_analysis()['flops'], 'peak_mb': peak_bytes / 2**20}
 
 
-def time_interleaved(jitted: dict, states: dict, batches: dict, *, steps, rounds, warmup,
-                     name) -> dict:
-  """Median seconds per training step of each jitted step, timed in interleaved rounds.
-
-  `jitted` maps (method, variant) to its jitted step, `batches[variant]` is what it takes (for
-  'stacked': `steps_per_call` batches); `states[method]` is the method's state, which each call
-  donates and replaces. The jitted functions are called, as the trainer calls them.
-  """
-
-  def run(key, steps):
-    method, variant = key
-    batch = batches[variant]
-    steps_per_call = len(batch[0]) if variant == 'stacked' else 1
-    times = []
-    for _ in range(max(steps // steps_per_call, 1)):
-      start = time.perf_counter()
-      states[method], metrics = jitted[key](states[method], *batch)
-      jax.block_until_ready((states[method], metrics))
-      times.append((time.perf_counter() - start) / steps_per_call)
-    return times
-
-  for key in jitted:
-    run(key, warmup)
-  times = {key: [] for key in jitted}
-  for k in range(rounds):
-    say(f'{name}: timing round {k + 1}/{rounds}')
-    for key in jitted:
-      times[key] += run(key, max(steps // rounds, 1))
-  return {key: statistics.median(t) for key, t in times.items()}
-
-
 def device_peak_mb() -> float | None:
   """The process's peak device memory so far, where the device reports it (not on CPU)."""
   stats = jax.devices()[0].memory_stats()
@@ -213,11 +186,12 @@ def device_peak_mb() -> float | None:
 
 
 def measure_model(name, method_names, diagnosed, batch_size, imagenet_size, compute_dtype, peak,
-                  budget_mb, timing) -> dict:
+                  budget_mb, timing_settings) -> dict:
   """Every method's row for one model (BP first), the methods timed together.
 
-  `diagnosed`: the methods whose diagnostics step is timed too; `timing`: the steps, rounds and
-  warm-up steps of `time_interleaved`.
+  `diagnosed`: the methods whose diagnostics step is timed too; `timing_settings`: the steps,
+  rounds and warm-up steps of `timing.time_in_rounds`; a step's time is the median of its
+  rounds' medians.
   """
   base = CONFIGS[name]('bp')
   spec, raw_shape = dataset_shapes(base, imagenet_size)
@@ -227,7 +201,7 @@ def measure_model(name, method_names, diagnosed, batch_size, imagenet_size, comp
   batches = {'plain': batch, 'diagnose': batch}
   if base.steps_per_call > 1:
     batches['stacked'] = tuple(jnp.stack([x] * base.steps_per_call) for x in batch)
-  states, jitted, info, skipped = {}, {}, {}, {}
+  states, calls, info, skipped = {}, {}, {}, {}
   for method in method_names:
     config = CONFIGS[name](method)
     config.update(compute_dtype=compute_dtype, batch_size=batch_size, eval_batch_size=batch_size,
@@ -243,10 +217,14 @@ def measure_model(name, method_names, diagnosed, batch_size, imagenet_size, comp
     for variant in steps:
       if variant == 'diagnose' and method not in diagnosed:
         continue
-      jitted[method, variant] = steps[variant]
+      calls[method, variant] = timing.Call(steps[variant], batches[variant], method,
+                                           len(batches[variant][0]) if variant == 'stacked' else 1)
       info[method, variant] = compile_step(steps[variant], states[method], batches[variant])
       say(f'{name}/{method} ({variant}): compiled in {info[method, variant]["compile_s"]:.1f} s')
-  seconds = time_interleaved(jitted, states, batches, name=name, **timing)
+  rounds = timing.time_in_rounds(
+      calls, states, **timing_settings,
+      on_round=lambda k: say(f"{name}: timing round {k + 1}/{timing_settings['rounds']}"))
+  seconds = {key: statistics.median(medians) for key, medians in rounds.items()}
   bp_t, bp_flops = seconds['bp', 'plain'], info['bp', 'plain']['flops']
   rows = []
   for method in method_names:
@@ -358,13 +336,13 @@ def main(argv):
   compute_dtype = _COMPUTE_DTYPE.value or ('float32' if on_cpu else 'bfloat16')
   sizes = [int(n) for n in _MATMUL_SIZES.value] or (
       [1024, 2048] if on_cpu else [2048, 4096, 8192])
-  timing = {'steps': _STEPS.value, 'rounds': _ROUNDS.value, 'warmup': _WARMUP.value}
+  settings = {'steps': _STEPS.value, 'rounds': _ROUNDS.value, 'warmup': _WARMUP.value}
 
   rates = matmul_peak(sizes, compute_dtype)
   peak = max(rates.values())
   say(f'matmul peak: {peak / 1e9:.1f} GFLOP/s')
   result = {'machine': machine(),
-            'settings': {**timing, 'imagenet_size': imagenet_size, 'compute_dtype': compute_dtype},
+            'settings': {**settings, 'imagenet_size': imagenet_size, 'compute_dtype': compute_dtype},
             'matmul_peak': {'best_gflops': peak / 1e9,
                             'gflops_by_size': {str(n): r / 1e9 for n, r in rates.items()}},
             'models': []}
@@ -373,7 +351,7 @@ def main(argv):
         CPU_BATCH_SIZES[name] if on_cpu else CONFIGS[name]('bp').batch_size)
     result['models'].append(
         measure_model(name, method_names, diagnosed, batch_size, imagenet_size, compute_dtype,
-                      peak, _DIRECT_BUDGET_MB.value, timing))
+                      peak, _DIRECT_BUDGET_MB.value, settings))
   if not _SKIP_PIPELINE.value:
     say('CIFAR-10 input pipeline')
     rate = pipeline_rate(_WORKERS.value)
@@ -385,14 +363,7 @@ def main(argv):
         'workers': _WORKERS.value, 'images_per_s': rate, 'fastest_cifar10_training': fastest[1],
         'over_fastest_cifar10_training': rate / fastest[0] if fastest[0] else None}
 
-  markdown = to_markdown(result)
-  print(markdown)
-  if _OUT.value:
-    os.makedirs(_OUT.value, exist_ok=True)
-    with open(os.path.join(_OUT.value, 'suite.json'), 'w') as f:
-      json.dump(result, f, indent=2)
-    with open(os.path.join(_OUT.value, 'suite.md'), 'w') as f:
-      f.write(markdown)
+  timing.publish(to_markdown(result), result, _OUT.value, 'suite')
 
 
 if __name__ == '__main__':

@@ -31,7 +31,6 @@ except ImportError:  # an optional peer: nothing to compare against, which is no
   print("PyTorch not installed: pip install -e '.[peer]' to compare against it; skipped")
   sys.exit(0)
 
-import json
 import os
 import platform
 import statistics
@@ -45,6 +44,7 @@ from absl import logging
 
 import fajax
 import pytorch_reference
+import timing
 import whole_command
 from fajax import datasets
 from fajax import host_memory
@@ -144,7 +144,7 @@ def time_rounds(runners: dict, evaluators: dict, *, steps, rounds, warmup) -> tu
   return median(step_rounds), median(eval_rounds)
 
 
-def measure_steps(method_names, batch_sizes, eval_examples, timing) -> dict:
+def measure_steps(method_names, batch_sizes, eval_examples, settings) -> dict:
   """The per-step and per-epoch rows of every fajax method against its PyTorch reference."""
   torch_methods = sorted({TORCH_METHOD.get(m, 'fa') for m in method_names})
   runners = {}
@@ -160,7 +160,7 @@ def measure_steps(method_names, batch_sizes, eval_examples, timing) -> dict:
   first = batch_sizes[0]
   evaluators = {'fajax': runners['fajax', method_names[0], first],
                 'torch': runners['torch', torch_methods[0], first]}
-  step_s, eval_s = time_rounds(runners, evaluators, **timing)
+  step_s, eval_s = time_rounds(runners, evaluators, **settings)
   # Scaled to the whole test set: its batches of 1000 all cost the same.
   eval_s = {framework: t * NUM_TEST / eval_examples for framework, t in eval_s.items()}
   steps, epochs = [], []
@@ -249,22 +249,15 @@ def main(argv):
     raise app.UsageError('--eval_examples must be a positive multiple of 1000, the batch of the '
                          'evaluation')
   batch_sizes = [int(b) for b in _BATCH_SIZES.value]
-  timing = {'steps': _STEPS.value, 'rounds': _ROUNDS.value, 'warmup': _WARMUP.value}
+  settings = {'steps': _STEPS.value, 'rounds': _ROUNDS.value, 'warmup': _WARMUP.value}
   result = {'machine': machine(),
-            'settings': {**timing, 'eval_examples': _EVAL_EXAMPLES.value,
+            'settings': {**settings, 'eval_examples': _EVAL_EXAMPLES.value,
                          'steps_per_round': max(_STEPS.value // _ROUNDS.value, 1)},
-            **measure_steps(method_names, batch_sizes, _EVAL_EXAMPLES.value, timing)}
+            **measure_steps(method_names, batch_sizes, _EVAL_EXAMPLES.value, settings)}
   if _WHOLE_COMMAND.value:
     result['whole_command'] = whole_command.measure(_DATA_DIR.value, _ROUNDS.value,
                                                     torch.get_num_threads())
-  markdown = to_markdown(result)
-  print(markdown)
-  if _OUT.value:
-    os.makedirs(_OUT.value, exist_ok=True)
-    with open(os.path.join(_OUT.value, 'versus_pytorch.json'), 'w') as f:
-      json.dump(result, f, indent=2)
-    with open(os.path.join(_OUT.value, 'versus_pytorch.md'), 'w') as f:
-      f.write(markdown)
+  timing.publish(to_markdown(result), result, _OUT.value, 'versus_pytorch')
 
 
 if __name__ == '__main__':

@@ -37,8 +37,20 @@ _LEARNED_OR_FEEDBACK = nnx.Any(nnx.Param, Feedback, ErrorFeedback)
 # ≈ 10 s of a run's start, BUILD_NOTES "Tests and CI time"); unoptimised, the same integer hash and
 # float transforms give the same values (to the last bit, but for an ulp where LLVM would
 # fuse a multiply-add), in a fraction of that.
-def _init_compiler_options() -> dict | None:
-  return {'xla_backend_optimization_level': 0} if jax.default_backend() == 'cpu' else None
+# On CPU, LLVM's optimisation of the init program costs seconds of compiling (LeNet-5: ≈ 5 s)
+# and saves little where the state is small, but the unoptimised Threefry draws ≈ 8× slower
+# (37 M normals: 9 s), so past a few million values the optimised init is the faster one
+# (BUILD_NOTES.md, "Tests and CI time").
+UNOPTIMISED_INIT_MAX_VALUES = 4_000_000
+
+
+def _init_compiler_options(num_values: int) -> dict | None:
+  """XLA options for the init program of a state of `num_values` numbers: unoptimised on CPU
+  for a small state, XLA's default level (2) for a large one, whatever XLA_FLAGS says."""
+  if jax.default_backend() != 'cpu':
+    return None
+  level = 0 if num_values <= UNOPTIMISED_INIT_MAX_VALUES else 2
+  return {'xla_backend_optimization_level': level}
 
 
 @flax.struct.dataclass
@@ -215,7 +227,8 @@ def create_train_state(
   direct_mode = make_method(int(seeds[0])).direct_mode
   abstract = lambda direct_mode: nnx.eval_shape(
       lambda inputs: make_network(direct_mode, inputs, int(seeds[0])), network_inputs)
-  graphdef, *_ = _split(abstract(direct_mode))
+  graphdef, *abstract_state = _split(abstract(direct_mode))
+  num_values = len(seeds) * sum(x.size for x in jax.tree.leaves(abstract_state))
   exact_network = abstract(direct.ADJACENT)
   exact_graphdef, *_ = _split(exact_network)
   hidden_shapes = tuple(
@@ -229,5 +242,5 @@ def create_train_state(
                              initial_weights),
         shard_large_params)
   init_jitted = jax.jit(init_replicas, out_shardings=out_shardings,
-                        compiler_options=_init_compiler_options())
+                        compiler_options=_init_compiler_options(num_values))
   return model, init_jitted(network_inputs, seeds, hyperparams, initial_weights)

@@ -12,6 +12,7 @@ import pytest
 from flax import nnx
 
 import fajax
+from fajax import train_state
 from fajax.train_state import layer_kernels, with_kernels
 from tests.fixtures import mnist_experiment, single, tiny_config, tiny_data
 
@@ -171,3 +172,10 @@ def test_a_run_of_layers_in_lists_resumes_from_its_checkpoint_to_the_uninterrupt
   assert 'Resumed from the checkpoint at step 4' in capsys.readouterr().out
   assert resumed == full
   assert (tmp_path / 'metrics.jsonl').read_text() == log
+
+
+def test_the_init_compiles_unoptimised_on_cpu_only_for_a_small_state():
+  largest_small = train_state.UNOPTIMISED_INIT_MAX_VALUES
+  assert train_state._init_compiler_options(largest_small) == {'xla_backend_optimization_level': 0}
+  assert train_state._init_compiler_options(largest_small + 1) == {
+      'xla_backend_optimization_level': 2}

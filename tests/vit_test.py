@@ -67,7 +67,11 @@ def test_vit_tiny_is_converted_and_tapped_at_every_layer_input_but_the_patch_emb
   assert matrices['blocks/3/mlp_out_from_output'][...].shape == (10, 64 * 128)
 
 
-@pytest.mark.parametrize('name', VIT_EXPERIMENTS)
+# DFA's step is the one with the most wiring; the others compile the same ViT for ≈ 1 minute
+# each on 2 cores, and the small ViT above checks their layers, so they run with --runslow.
+@pytest.mark.parametrize('name', [
+    pytest.param(name, marks=() if name == 'mnist_vit_dfa' else pytest.mark.slow)
+    for name in VIT_EXPERIMENTS])
 def test_each_vit_experiment_takes_a_real_training_step(name):
   config = column.load_config(experiments.path_of(name))
   config.update(batch_size=8, eval_batch_size=8, num_train_steps=1, warmup_steps=0)
