@@ -32,21 +32,19 @@ from fajax.optimizers import set_hyperparams
 _LEARNED_OR_FEEDBACK = nnx.Any(nnx.Param, Feedback, ErrorFeedback)
 
 
-# The initial state is computed once, so its compile time is all that counts. LLVM's
-# optimisation of JAX's Threefry loop takes seconds per parameter shape on CPU (LeNet-5's init:
-# ≈ 10 s of a run's start, BUILD_NOTES "Tests and CI time"); unoptimised, the same integer hash and
-# float transforms give the same values (to the last bit, but for an ulp where LLVM would
-# fuse a multiply-add), in a fraction of that.
-# On CPU, LLVM's optimisation of the init program costs seconds of compiling (LeNet-5: ≈ 5 s)
-# and saves little where the state is small, but the unoptimised Threefry draws ≈ 8× slower
-# (37 M normals: 9 s), so past a few million values the optimised init is the faster one
-# (BUILD_NOTES.md, "Tests and CI time").
+# The initial state is computed once, so its compile time is what counts while it is small.
+# LLVM's optimisation of JAX's Threefry loop takes seconds per parameter shape on CPU (LeNet-5's
+# init: ≈ 10 s of a run's start); unoptimised, the same integer hash and float transforms give
+# the same values (to the last bit, but for an ulp where LLVM would fuse a multiply-add), in a
+# fraction of that. But they run ≈ 8× slower (37 M normals: 9 s), so past a few million
+# values the optimised init is the faster one (BUILD_NOTES.md, "Tests and CI time").
 UNOPTIMISED_INIT_MAX_VALUES = 4_000_000
 
 
 def _init_compiler_options(num_values: int) -> dict | None:
-  """XLA options for the init program of a state of `num_values` numbers: unoptimised on CPU
-  for a small state, XLA's default level (2) for a large one, whatever XLA_FLAGS says."""
+  """XLA options for the init program of a replica's state of `num_values` numbers:
+  unoptimised on CPU for a small state, XLA's default level (2) for a large one, whatever
+  XLA_FLAGS says."""
   if jax.default_backend() != 'cpu':
     return None
   level = 0 if num_values <= UNOPTIMISED_INIT_MAX_VALUES else 2
@@ -228,7 +226,8 @@ def create_train_state(
   abstract = lambda direct_mode: nnx.eval_shape(
       lambda inputs: make_network(direct_mode, inputs, int(seeds[0])), network_inputs)
   graphdef, *abstract_state = _split(abstract(direct_mode))
-  num_values = len(seeds) * sum(x.size for x in jax.tree.leaves(abstract_state))
+  # Per replica, so that a replica draws what a run of its seed alone draws, to the bit.
+  num_values = sum(x.size for x in jax.tree.leaves(abstract_state))
   exact_network = abstract(direct.ADJACENT)
   exact_graphdef, *_ = _split(exact_network)
   hidden_shapes = tuple(
