@@ -12,7 +12,7 @@ from fajax import models
 from fajax.errors import ConfigError
 from fajax.layers import FeedbackDense, default_kernel_init
 from fajax.models.common import relu_then_pool
-from fajax.models.common import relu_then_pool
+from tests.fixtures import mlp_by_hand
 
 
 class TinyNet(nnx.Module):
@@ -78,16 +78,7 @@ def _grads(net):
 def test_dfa_hidden_updates_are_b_times_e_through_the_local_derivative():
   net = _net('output')
   grads = _grads(net)
-  w = {name: getattr(net, name).kernel[...] for name in ('d1', 'd2', 'd3', 'out')}
-  b = {name: getattr(net, name).bias[...] for name in w}
-  a1 = X @ w['d1'] + b['d1']
-  h1 = jax.nn.relu(a1)
-  a2 = h1 @ w['d2'] + b['d2']
-  h2 = jax.nn.relu(a2)
-  a3 = h2 @ w['d3'] + b['d3']
-  h3 = jax.nn.relu(a3)
-  logits = h3 @ w['out'] + b['out']
-  e = (jax.nn.softmax(logits) - jax.nn.one_hot(LABELS, 3)) / len(X)
+  (a1, a2, a3), (h1, h2, _), e = mlp_by_hand(net, X, LABELS)
   matrices = net.direct.matrices
   delta1 = (e @ matrices['d1_from_output'][...]) * (a1 > 0)
   delta2 = (e @ matrices['d2_from_output'][...]) * (a2 > 0)

@@ -110,3 +110,19 @@ class PlainCNN(nnx.Module):
     x = nnx.max_pool(nnx.relu(self.conv1(x)), (2, 2), (2, 2))
     x = jnp.mean(nnx.relu(self.conv2(x)), axis=(1, 2))
     return self.out(nnx.relu(self.fc(x)))
+
+
+def mlp_by_hand(net, x, labels):
+  """A d1 → d2 → d3 → out ReLU MLP's forward pass written out: the hidden layers'
+  pre-activations (a1, a2, a3) and outputs (h1, h2, h3), and the error e = ∂L/∂logits of the
+  mean softmax cross-entropy L, for checking feedback signals and updates by hand."""
+  kernel = lambda name: getattr(net, name).kernel[...]
+  bias = lambda name: getattr(net, name).bias[...]
+  pre_activations, hidden, h = [], [], x
+  for name in ('d1', 'd2', 'd3'):
+    pre_activations.append(h @ kernel(name) + bias(name))
+    h = jax.nn.relu(pre_activations[-1])
+    hidden.append(h)
+  logits = h @ kernel('out') + bias('out')
+  error = (jax.nn.softmax(logits) - jax.nn.one_hot(labels, logits.shape[-1])) / len(x)
+  return pre_activations, hidden, error

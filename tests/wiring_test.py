@@ -12,7 +12,7 @@ import fajax
 from fajax import direct
 from fajax import wiring
 from fajax.errors import ConfigError
-from tests.fixtures import PlainCNN, single, tiny_config, tiny_data
+from tests.fixtures import PlainCNN, mlp_by_hand, single, tiny_config, tiny_data
 
 X = jax.random.normal(jax.random.key(7), (8, 6))
 LABELS = jnp.arange(8) % 3
@@ -53,15 +53,7 @@ def test_dfa_gives_each_layer_input_but_the_first_b_times_e():
   probes = {layer: jnp.zeros((8, size)) for layer, size in (('d2', 5), ('d3', 4), ('out', 3))}
   grads, signals = nnx.grad(_loss, argnums=(0, 1))(net, probes)
   grads = nnx.to_pure_dict(grads)
-  w = {name: getattr(net, name).kernel[...] for name in ('d1', 'd2', 'd3', 'out')}
-  b = {name: getattr(net, name).bias[...] for name in w}
-  a1 = X @ w['d1'] + b['d1']
-  h1 = jax.nn.relu(a1)
-  a2 = h1 @ w['d2'] + b['d2']
-  h2 = jax.nn.relu(a2)
-  a3 = h2 @ w['d3'] + b['d3']
-  h3 = jax.nn.relu(a3)
-  e = (jax.nn.softmax(h3 @ w['out'] + b['out']) - jax.nn.one_hot(LABELS, 3)) / len(X)
+  (a1, a2, a3), (h1, h2, h3), e = mlp_by_hand(net, X, LABELS)
   expected_signals = {
       'd2': e @ _matrices(net)['d2_from_output'][...],
       'd3': e @ _matrices(net)['d3_from_output'][...],
