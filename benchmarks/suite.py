@@ -217,8 +217,9 @@ def measure_model(name, method_names, diagnosed, batch_size, imagenet_size, comp
     for variant in steps:
       if variant == 'diagnose' and method not in diagnosed:
         continue
-      calls[method, variant] = timing.Call(steps[variant], batches[variant], method,
-                                           len(batches[variant][0]) if variant == 'stacked' else 1)
+      calls[method, variant] = timing.Call(
+          steps[variant], batches[variant], method,
+          base.steps_per_call if variant == 'stacked' else 1)
       info[method, variant] = compile_step(steps[variant], states[method], batches[variant])
       say(f'{name}/{method} ({variant}): compiled in {info[method, variant]["compile_s"]:.1f} s')
   rounds = timing.time_in_rounds(
