@@ -36,6 +36,11 @@ def dense(x: jax.Array, kernel: jax.Array, *, precision=None,
 # memory; above this size XLA's convolution is used regardless.
 IM2COL_MAX_INPUT_FEATURES = 16
 IM2COL_MAX_BYTES = 64 * 2**20
+# A forward pass that is never differentiated (evaluation) needs no transposes, and for
+# windows larger than this XLA's convolution is then faster than im2col: LeNet-5's 5×5 layers
+# 1.2–3× at batches 32–1000, CIFAR's 5×5 first layer 1.6×; a 3×3 first layer of 3 channels is
+# 1.3× faster as im2col (BUILD_NOTES.md, "fajax against PyTorch").
+FORWARD_ONLY_IM2COL_MAX_WINDOW = 9
 
 
 def _im2col_is_faster(x: jax.Array, kernel: jax.Array, outputs: int) -> bool:
@@ -112,13 +117,16 @@ def conv(
     feature_group_count: int = 1,
     precision=None,
     preferred_element_type=None,
+    forward_only: bool = False,
 ) -> jax.Array:
   """Convolution over 1, 2 or 3 spatial axes: x [N, *spatial, C], kernel [*window, C/groups, O].
 
   `strides` and the dilations default to 1 on every spatial axis; their meaning is
   `lax.conv_general_dilated`'s. On CPU, the 2-D convolutions where XLA is slow run as
   im2col + matmul; elsewhere, and for grouped or input-dilated convolutions, as XLA's
-  convolution. Both give the same values up to float rounding.
+  convolution. Both give the same values up to float rounding. `forward_only`: the caller
+  never differentiates this call (an evaluation), so the route is chosen for the forward pass
+  alone.
   """
   ones = (1,) * (kernel.ndim - 2)
   strides = ones if strides is None else tuple(strides)
@@ -143,7 +151,9 @@ def conv(
   if kernel.ndim != 4 or feature_group_count != 1 or lhs_dilation != ones:
     return xla_conv(x, kernel)
   outputs = math.prod(jax.eval_shape(xla_conv, x, kernel).shape[:3])
-  if not _im2col_is_faster(x, kernel, outputs):
+  window = kernel.shape[0] * kernel.shape[1]
+  if (not _im2col_is_faster(x, kernel, outputs)
+      or forward_only and window > FORWARD_ONLY_IM2COL_MAX_WINDOW):
     return xla_conv(x, kernel)
   return lax.platform_dependent(
       x, kernel,
@@ -153,26 +163,37 @@ def conv(
   )
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def feedback_op(op: Op, x: jax.Array, kernel: jax.Array, feedback: jax.Array) -> jax.Array:
+def feedback_op(op: Op, x: jax.Array, kernel: jax.Array, feedback: jax.Array,
+                forward_only_op: Op | None = None) -> jax.Array:
   """`op(x, kernel)` whose input cotangent is computed with `feedback` in place of `kernel`.
 
-  `feedback` receives no gradient: it is changed only by a feedback rule.
+  `feedback` receives no gradient: it is changed only by a feedback rule. `forward_only_op`:
+  the same op by a route that is faster where it is not differentiated (an evaluation); by
+  default `op`.
   """
-  del feedback
-  return op(x, kernel)
+  return _feedback_op(op, forward_only_op or op, x, kernel, feedback)
 
 
-def _feedback_op_fwd(op, x, kernel, feedback):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _feedback_op(op, forward_only_op, x, kernel, feedback):
+  # A custom_vjp's own body runs only where it is not differentiated; training runs the
+  # forward rule below.
+  del op, feedback
+  return forward_only_op(x, kernel)
+
+
+def _feedback_op_fwd(op, forward_only_op, x, kernel, feedback):
+  del forward_only_op
   # The op is linear in both arguments, so the backward pass needs x and B, never W.
   return op(x, kernel), (x, feedback)
 
 
-def _feedback_op_bwd(op, residuals, dy):
+def _feedback_op_bwd(op, forward_only_op, residuals, dy):
+  del forward_only_op
   x, feedback = residuals
   (dx,) = jax.linear_transpose(lambda x_: op(x_, feedback), x)(dy)
   (dkernel,) = jax.linear_transpose(lambda k_: op(x, k_), feedback)(dy)
   return dx, dkernel, None
 
 
-feedback_op.defvjp(_feedback_op_fwd, _feedback_op_bwd)
+_feedback_op.defvjp(_feedback_op_fwd, _feedback_op_bwd)

@@ -231,7 +231,8 @@ class FeedbackConv(nnx.Module):
         precision=self.precision,
         preferred_element_type=self.preferred_element_type,
     )
-    y = kernel_lib.feedback_op(op, x, kernel, feedback.astype(kernel.dtype))
+    y = kernel_lib.feedback_op(op, x, kernel, feedback.astype(kernel.dtype),
+                               functools.partial(op, forward_only=True))
     if bias is not None:
       y = y + bias
     return tapped_output(self, y.reshape(*batch_shape, *y.shape[1:]))

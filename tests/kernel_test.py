@@ -163,6 +163,30 @@ def test_small_convolutions_run_as_matmuls_on_cpu_and_large_ones_as_convolutions
   assert all('convolution(' in ops for ops in (one_d, three_d, input_dilated))
 
 
+@pytest.mark.skipif(jax.default_backend() != 'cpu', reason='the im2col formulation is CPU only')
+def test_a_forward_pass_alone_takes_xla_convolution_for_large_windows():
+  keys = jax.random.split(jax.random.key(2), 2)
+  x, w = jax.random.normal(keys[0], (8, 16, 16, 3)), jax.random.normal(keys[1], (5, 5, 3, 32))
+  op = functools.partial(kernel.conv, strides=(1, 2), padding='SAME')
+  compiled = lambda w, **flags: jax.jit(functools.partial(op, **flags)).lower(x, w).compile()
+  assert 'convolution(' not in compiled(w).as_text()
+  assert 'convolution(' in compiled(w, forward_only=True).as_text()
+  assert 'convolution(' not in compiled(w[1:4, 1:4], forward_only=True).as_text()  # 3×3
+  np.testing.assert_allclose(op(x, w, forward_only=True), op(x, w), rtol=1e-5, atol=1e-4)
+
+
+def test_feedback_op_runs_its_forward_only_op_only_where_not_differentiated():
+  _, x, w, b = _dense_case()
+  doubled = lambda x, w: 2 * kernel.dense(x, w)  # told apart from the op by its values
+  np.testing.assert_allclose(kernel.feedback_op(kernel.dense, x, w, b, doubled),
+                             2 * kernel.dense(x, w), rtol=1e-6)
+  y, pullback = jax.vjp(lambda x, w: kernel.feedback_op(kernel.dense, x, w, b, doubled), x, w)
+  np.testing.assert_allclose(y, kernel.dense(x, w), rtol=1e-6)
+  dx, dw = pullback(jnp.ones_like(y))
+  np.testing.assert_allclose(dx, jnp.ones_like(y) @ b.T, rtol=1e-5)
+  np.testing.assert_allclose(dw, x.T @ jnp.ones_like(y), rtol=1e-5)
+
+
 def test_b_proportional_to_w_gives_bps_backward_direction_exactly():
   # BP + Alignment: B = c·W, so the backward signal is c times BP's, the same direction.
   op, x, w, _ = _conv_case(CONV_SETTINGS[1])
