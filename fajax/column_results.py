@@ -4,8 +4,8 @@ the seeds, and the table and figure next to the paper's numbers (`fajax.column` 
 A method's cell is `summarize(replicas, paper_error)` of the replicas its run trained
 (`fajax.loop.train`'s records): the replicas are grouped by their swept hyper-parameters; the
 setting with the lowest mean validation error wins (one whose replicas diverged ranks after
-every setting whose replicas all trained); the test errors of its seeds give mean ± std (n) and
-min–max. The test split never chooses anything.
+every setting whose replicas all trained); the test errors of its seeds give mean ± std (n)
+and min–max, the std the sample one (ddof 1). The test split never chooses anything.
 """
 
 from typing import Any
@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-imp
 import numpy as np  # pylint: disable=wrong-import-position
 
 from fajax import paper  # pylint: disable=wrong-import-position
+from fajax import replicas as replicas_lib  # pylint: disable=wrong-import-position
 
 HPARAMS_PREFIX = 'hparams/'
 
@@ -44,7 +45,7 @@ def summarize(replicas: list[dict], paper_error: float) -> dict:
       s['diverged'] > 0 or not s['test_errors'], s['validation_mean'] or 0.0))
   chosen = ranked[0]
   errors: list[float] = chosen['test_errors']
-  mean, std = (float(np.mean(errors)), float(np.std(errors))) if errors else (0.0, 0.0)
+  mean, std = replicas_lib.mean_and_std(errors) if errors else (0.0, 0.0)
   return {
       'paper': paper_error, 'chosen': chosen['hparams'], 'settings': by_setting,
       'validation_mean': chosen['validation_mean'], 'test_errors': errors, 'n': len(errors),

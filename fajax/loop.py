@@ -101,7 +101,7 @@ def _replica_lines(experiment, step_metrics: dict, state) -> list[dict]:
 
 def _mean_over_healthy(lines: list[dict], key: str) -> tuple[float, float]:
   values = [line[key] for line in lines if 'diverged_step' not in line]
-  return float(np.mean(values)), float(np.std(values))
+  return replicas_lib.mean_and_std(values)
 
 
 def _summary(lines: list[dict], key: str, digits: int = 4) -> str:

@@ -34,6 +34,13 @@ def swept(config) -> dict[str, tuple]:
   return {name: tuple(v) for name, v in config.sweep.items() if len(v)}
 
 
+def mean_and_std(values) -> tuple[float, float]:
+  """Mean and standard deviation of a metric over replicas. The std is the sample one (ddof 1),
+  which papers report over seeds; a single value's is 0."""
+  values = np.asarray(values, dtype=float)
+  return float(values.mean()), float(values.std(ddof=1)) if values.size > 1 else 0.0
+
+
 def plan(config) -> list[Replica]:
   """Every replica of the run, in the order of the train state's leading axis."""
   sweep = swept(config)

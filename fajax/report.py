@@ -18,11 +18,11 @@ import matplotlib
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
-import numpy as np  # pylint: disable=wrong-import-position
 from absl import flags  # pylint: disable=wrong-import-position
 
 from fajax import cli  # pylint: disable=wrong-import-position
 from fajax import paper  # pylint: disable=wrong-import-position
+from fajax import replicas as replicas_lib  # pylint: disable=wrong-import-position
 from fajax import runs  # pylint: disable=wrong-import-position
 from fajax.errors import FajaxError  # pylint: disable=wrong-import-position
 
@@ -52,7 +52,8 @@ def cell_text(errors: list[float]) -> str:
   """One value, or mean ± std (n) of several replicas."""
   if len(errors) == 1:
     return f'{errors[0]:.2f}'
-  return f'{np.mean(errors):.2f} ± {np.std(errors):.2f} (n={len(errors)})'
+  mean, std = replicas_lib.mean_and_std(errors)
+  return f'{mean:.2f} ± {std:.2f} (n={len(errors)})'
 
 
 def table(cells) -> list[list[str]]:

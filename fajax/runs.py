@@ -3,8 +3,7 @@
 import json
 import os
 
-import numpy as np
-
+from fajax import replicas as replicas_lib
 from fajax.errors import FajaxError
 
 
@@ -43,8 +42,8 @@ def band(metrics: list[dict], key: str) -> tuple[list[int], list[float], list[fl
     if key in m and 'diverged_step' not in m:
       by_step.setdefault(m['step'], []).append(m[key])
   steps = sorted(by_step)
-  return (steps, [float(np.mean(by_step[s])) for s in steps],
-          [float(np.std(by_step[s])) for s in steps])
+  spreads = [replicas_lib.mean_and_std(by_step[s]) for s in steps]
+  return steps, [mean for mean, _ in spreads], [std for _, std in spreads]
 
 
 def final_per_replica(metrics: list[dict], key: str) -> dict[int, float]:

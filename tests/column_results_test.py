@@ -20,7 +20,7 @@ def test_the_setting_is_chosen_on_validation_never_on_test():
   cell = column_results.summarize(replicas, paper_error=0.8)
   assert cell['chosen'] == {'learning_rate': 1e-3, 'weight_decay': 0.0}
   assert cell['test_errors'] == [3.0, 3.2] and cell['n'] == 2
-  assert cell['mean'] == pytest.approx(3.1) and cell['std'] == pytest.approx(0.1)
+  assert cell['mean'] == pytest.approx(3.1) and cell['std'] == pytest.approx(0.1 * 2 ** 0.5)  # ddof 1
   assert (cell['min'], cell['max']) == (3.0, 3.2)
   assert cell['paper_outside_2std'] is True
   assert cell['validation_mean'] == pytest.approx(1.1)
@@ -31,7 +31,7 @@ def test_a_setting_whose_replicas_diverged_ranks_last():
               _replica(1e-3, 0, 2.0, 2.0), _replica(1e-3, 1, 2.2, 2.4)]
   cell = column_results.summarize(replicas, paper_error=2.1)
   assert cell['chosen']['learning_rate'] == 1e-3
-  assert cell['paper_outside_2std'] is False  # 2.1 within 2.2 ± 2·0.2
+  assert cell['paper_outside_2std'] is False  # 2.1 within 2.2 ± 2·0.28
   assert [s['diverged'] for s in cell['settings']] == [1, 0]
 
 
@@ -40,7 +40,7 @@ def test_table_marks_the_paper_outside_two_std_and_cells_not_run(tmp_path):
                                   paper_error=1.1)
   text = column_results.render('mnist', {'fa': {**cell, 'wall_s': 12.0}}, {'learning_rate'})
   rows = {line.split(' | ')[0].lstrip('| '): line for line in text.splitlines()[2:]}
-  assert rows['FA'] == ('| FA | 1.1 | 2.00 ± 0.10 (2) | 1.90–2.10 | learning_rate 0.001 | '
+  assert rows['FA'] == ('| FA | 1.1 | 2.00 ± 0.14 (2) | 1.90–2.10 | learning_rate 0.001 | '
                         '1.05 | ✗ outside | 12 |')
   assert rows['BP'] == '| BP | 0.8 | not run | | | | | |'
   column_results.figure('mnist', {'fa': cell}, str(tmp_path / 'column.png'))
