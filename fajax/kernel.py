@@ -36,22 +36,22 @@ def dense(x: jax.Array, kernel: jax.Array, *, precision=None,
 # memory; above this size XLA's convolution is used regardless.
 IM2COL_MAX_INPUT_FEATURES = 16
 IM2COL_MAX_BYTES = 64 * 2**20
-# A forward pass that is never differentiated (evaluation) needs no transposes, and for
-# windows larger than this XLA's convolution is then faster than im2col: LeNet-5's 5×5 layers
-# 1.2–3× at batches 32–1000, CIFAR's 5×5 first layer 1.6×; a 3×3 first layer of 3 channels is
-# 1.3× faster as im2col (BUILD_NOTES.md, "fajax against PyTorch").
+# A forward pass that is never differentiated (evaluation) needs no transposes, and then few
+# input channels are no reason for im2col when the window is larger than this: XLA's
+# convolution is faster for LeNet-5's conv2 (1.7–3× at batches 32–1000), its conv1 at the
+# evaluation's batch of 1000 (1.2×) and CIFAR's 5×5 first layer (1.6×), and slower for a 3×3
+# first layer of 3 channels (1.3×) (BUILD_NOTES.md, "fajax against PyTorch on one CPU").
 FORWARD_ONLY_IM2COL_MAX_WINDOW = 9
 
 
-def _im2col_is_faster(x: jax.Array, kernel: jax.Array, outputs: int) -> bool:
+def _im2col_is_faster(x: jax.Array, kernel: jax.Array, outputs: int, forward_only: bool) -> bool:
   window_h, window_w, in_features, _ = kernel.shape
   window = window_h * window_w
   patches_bytes = outputs * window * in_features * x.dtype.itemsize
+  few_inputs = in_features < IM2COL_MAX_INPUT_FEATURES and not (
+      forward_only and window > FORWARD_ONLY_IM2COL_MAX_WINDOW)
   return patches_bytes <= IM2COL_MAX_BYTES and (
-      window == 1
-      or in_features < IM2COL_MAX_INPUT_FEATURES
-      or x.shape[1] * x.shape[2] <= 2 * window
-  )
+      window == 1 or few_inputs or x.shape[1] * x.shape[2] <= 2 * window)
 
 
 def window_slices(
@@ -151,9 +151,7 @@ def conv(
   if kernel.ndim != 4 or feature_group_count != 1 or lhs_dilation != ones:
     return xla_conv(x, kernel)
   outputs = math.prod(jax.eval_shape(xla_conv, x, kernel).shape[:3])
-  window = kernel.shape[0] * kernel.shape[1]
-  if (not _im2col_is_faster(x, kernel, outputs)
-      or forward_only and window > FORWARD_ONLY_IM2COL_MAX_WINDOW):
+  if not _im2col_is_faster(x, kernel, outputs, forward_only):
     return xla_conv(x, kernel)
   return lax.platform_dependent(
       x, kernel,
