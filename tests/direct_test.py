@@ -12,7 +12,7 @@ from fajax import models
 from fajax.errors import ConfigError
 from fajax.layers import FeedbackDense, default_kernel_init
 from fajax.models.common import relu_then_pool
-from tests.fixtures import mlp_by_hand
+from tests.fixtures import mlp_batch, mlp_by_hand
 
 
 class TinyNet(nnx.Module):
@@ -58,8 +58,7 @@ def _register_tiny_net(monkeypatch):
   monkeypatch.setitem(models.MODELS, 'pooled', (PooledNet, (6,)))
 
 
-X = jax.random.normal(jax.random.key(7), (8, 6))
-LABELS = jnp.arange(8) % 3
+X, LABELS = mlp_batch()
 
 
 def _net(mode, seed=0):

@@ -112,6 +112,12 @@ class PlainCNN(nnx.Module):
     return self.out(nnx.relu(self.fc(x)))
 
 
+def mlp_batch() -> tuple[jax.Array, jax.Array]:
+  """Eight examples of six features in three classes: the batch the DFA tests feed their
+  d1 → d2 → d3 → out MLPs (`mlp_by_hand`)."""
+  return jax.random.normal(jax.random.key(7), (8, 6)), jnp.arange(8) % 3
+
+
 def mlp_by_hand(net, x, labels):
   """A d1 → d2 → d3 → out ReLU MLP's forward pass written out: the hidden layers'
   pre-activations (a1, a2, a3) and outputs (h1, h2, h3), and the error e = ∂L/∂logits of the

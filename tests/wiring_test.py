@@ -12,10 +12,9 @@ import fajax
 from fajax import direct
 from fajax import wiring
 from fajax.errors import ConfigError
-from tests.fixtures import PlainCNN, mlp_by_hand, single, tiny_config, tiny_data
+from tests.fixtures import PlainCNN, mlp_batch, mlp_by_hand, single, tiny_config, tiny_data
 
-X = jax.random.normal(jax.random.key(7), (8, 6))
-LABELS = jnp.arange(8) % 3
+X, LABELS = mlp_batch()
 
 
 class PlainMLP(nnx.Module):
