@@ -71,7 +71,10 @@ def test_diagnosing_does_not_change_the_step():
   before, after, _, (experiment, images, labels) = _diagnosed_step('fa_usf_init', num_steps=2)
   stacked_before = jax.tree.map(lambda x: jax.device_put(x[None]), before)
   plain, _ = experiment.train_step(stacked_before, images[None], labels[None])
-  jax.tree.map(np.testing.assert_array_equal, single(plain), after)
+  # Bit for bit under XLA's default emitters; the suite's older loop emitters (conftest) may
+  # fuse the two programs differently, by an ulp. A changed update would differ far more.
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=0),
+               single(plain), after)
 
 
 def test_health_names_the_first_nonfinite_value_in_forward_then_backward_order():
