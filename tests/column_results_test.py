@@ -20,7 +20,8 @@ def test_the_setting_is_chosen_on_validation_never_on_test():
   cell = column_results.summarize(replicas, paper_error=0.8)
   assert cell['chosen'] == {'learning_rate': 1e-3, 'weight_decay': 0.0}
   assert cell['test_errors'] == [3.0, 3.2] and cell['n'] == 2
-  assert cell['mean'] == pytest.approx(3.1) and cell['std'] == pytest.approx(0.1 * 2 ** 0.5)  # ddof 1
+  assert cell['mean'] == pytest.approx(3.1)
+  assert cell['std'] == pytest.approx(0.1 * 2 ** 0.5)  # the sample std, ddof 1
   assert (cell['min'], cell['max']) == (3.0, 3.2)
   assert cell['paper_outside_2std'] is True
   assert cell['validation_mean'] == pytest.approx(1.1)
