@@ -38,7 +38,8 @@ def mean_and_std(values) -> tuple[float, float]:
   """Mean and standard deviation of a metric over replicas. The std is the sample one (ddof 1),
   which papers report over seeds; a single value's is 0."""
   values = np.asarray(values, dtype=float)
-  return float(values.mean()), float(values.std(ddof=1)) if values.size > 1 else 0.0
+  std = float(values.std(ddof=1)) if values.size > 1 else 0.0
+  return float(values.mean()), std
 
 
 def plan(config) -> list[Replica]:
