@@ -16,6 +16,7 @@ import abc
 import importlib.util
 import json
 import os
+import sys
 import time
 from typing import Any
 
@@ -86,8 +87,7 @@ class TensorBoardTracker(Tracker):
 
   def _writer(self, replica: int):
     if replica not in self.writers:
-      import tensorboardX  # pylint: disable=g-import-not-at-top
-
+      tensorboardX = _import_tensorboardx()
       self.writers[replica] = tensorboardX.SummaryWriter(
           os.path.join(self.workdir, 'tensorboard', f'replica_{replica}'))
     return self.writers[replica]
@@ -95,6 +95,21 @@ class TensorBoardTracker(Tracker):
   def close(self) -> None:
     for writer in self.writers.values():
       writer.close()
+
+
+def _import_tensorboardx():
+  """tensorboardX, imported without torch: where torch is installed, tensorboardX imports it
+  only to accept torch tensors, which a run never logs, and that import alone costs 2.5–4 s
+  of the command on a 2-core CPU (BUILD_NOTES.md, "fajax against PyTorch on one CPU")."""
+  if 'torch' in sys.modules:  # already paid for, or already refused
+    import tensorboardX  # pylint: disable=g-import-not-at-top
+    return tensorboardX
+  sys.modules['torch'] = None  # type: ignore[assignment]  # `import torch` raises ImportError
+  try:
+    import tensorboardX  # pylint: disable=g-import-not-at-top
+  finally:
+    del sys.modules['torch']  # a later `import torch` of the caller's finds the real one
+  return tensorboardX
 
 
 def _measured(record: dict) -> dict[str, float]:

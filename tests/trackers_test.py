@@ -3,6 +3,7 @@ metrics.jsonl, a run per replica that a resumed run continues without duplicates
 of trackers and its errors."""
 
 import json
+import os
 import pathlib
 import shutil
 import struct
@@ -156,6 +157,24 @@ def test_a_default_run_imports_no_optional_tracker(tmp_path, monkeypatch):
   with pytest.raises(ConfigError, match=r"^config.trackers has 'wandb', but wandb is not "
                      r"installed: pip install 'fajax\[wandb\]'$"):
     validate_config(tiny_config(trackers=('jsonl', 'wandb')), model_given=True, data_given=True)
+
+
+def test_tensorboard_events_are_written_without_importing_torch(tmp_path):
+  # A torch whose import fails loudly (not with ImportError, which tensorboardX would take for
+  # "not installed"), on the path of a fresh interpreter that writes TensorBoard events.
+  (tmp_path / 'torch').mkdir()
+  (tmp_path / 'torch' / '__init__.py').write_text('raise RuntimeError("torch was imported")')
+  script = ('import sys; from fajax import trackers; '
+            f'tracker = trackers.TensorBoardTracker({str(tmp_path / "run")!r}); '
+            'tracker.write(1, [{"replica": 0, "train/loss": 0.5}]); tracker.close(); '
+            'import torch')
+  result = subprocess.run([sys.executable, '-c', script], cwd=REPO, capture_output=True,
+                          text=True, env={**os.environ, 'PYTHONPATH': str(tmp_path)})
+  # The events are written; the caller's own `import torch` afterwards still finds torch.
+  assert 'RuntimeError: torch was imported' in result.stderr.splitlines()[-1], result.stderr
+  assert 'tensorboardX' not in result.stderr
+  [events] = (tmp_path / 'run' / 'tensorboard' / 'replica_0').iterdir()
+  assert events.name.startswith('events.out.tfevents.') and events.stat().st_size > 0
 
 
 @pytest.mark.parametrize('names,error', [
