@@ -18,8 +18,8 @@ def test_suite_measures_every_requested_method_and_bp(tmp_path):
   result = subprocess.run(
       # Batch 32, not LeNet-5's default 128: the same code paths in 60% of the time.
       [sys.executable, 'benchmarks/suite.py', '--models=lenet5', '--methods=dfa',
-       '--batch_sizes=lenet5=32', '--diagnose_methods=dfa', '--steps=4', '--rounds=2', '--warmup=1',
-       '--matmul_sizes=256,512', '--skip_pipeline', f'--out={tmp_path}'],
+       '--batch_sizes=lenet5=32', '--diagnose_methods=dfa', '--steps=4', '--rounds=2',
+       '--warmup=1', '--matmul_sizes=256,512', '--skip_pipeline', f'--out={tmp_path}'],
       capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
 

@@ -35,8 +35,8 @@ def _run(args, env):
     ('cifar10_1_fa_usf_sn', False), ('cifar10_1_dfa', False), ('cifar10_2_bp', True)])
 def test_one_step_on_a_cifar10_folder_laid_out_as_the_real_one(experiment, diagnosed, tmp_path):
   write_cifar10(tmp_path / 'data')
-  result = _run(['-m', 'fajax.main', f'--config={experiment}',
-                 f'--workdir={tmp_path / "run"}', *ONE_STEP, *([] if diagnosed else UNDIAGNOSED)],
+  result = _run(['-m', 'fajax.main', f'--config={experiment}', f'--workdir={tmp_path / "run"}',
+                 *ONE_STEP, *([] if diagnosed else UNDIAGNOSED)],
                 {'FAJAX_DATA_DIR': str(tmp_path / 'data')})
   assert result.returncode == 0, result.stderr[-3000:]
   assert 'Done at step 1' in result.stdout

@@ -164,7 +164,7 @@ def test_tensorboard_events_are_written_without_importing_torch(tmp_path):
   # "not installed"), on the path of a fresh interpreter that writes TensorBoard events.
   (tmp_path / 'torch').mkdir()
   (tmp_path / 'torch' / '__init__.py').write_text('raise RuntimeError("torch was imported")')
-  script = ('import sys; from fajax import trackers; '
+  script = ('from fajax import trackers; '
             f'tracker = trackers.TensorBoardTracker({str(tmp_path / "run")!r}); '
             'tracker.write(1, [{"replica": 0, "train/loss": 0.5}]); tracker.close(); '
             'import torch')
