@@ -102,7 +102,9 @@ def collect(column: str, workdir: str) -> dict:
     path = os.path.join(workdir, method, CELL_FILE)
     if os.path.exists(path):
       with open(path) as f:
-        cells[method] = json.load(f)
+        cell = json.load(f)
+      cells[method] = {**cell, **column_results.statistics(cell['test_errors'],
+                                                           paper.TABLE[method][column])}
   swept = {name for cell in cells.values() for name in cell['swept']}
 
   def write_text(text):

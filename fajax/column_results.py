@@ -44,14 +44,23 @@ def summarize(replicas: list[dict], paper_error: float) -> dict:
   ranked = sorted(by_setting, key=lambda s: (
       s['diverged'] > 0 or not s['test_errors'], s['validation_mean'] or 0.0))
   chosen = ranked[0]
-  errors: list[float] = chosen['test_errors']
+  return {'chosen': chosen['hparams'], 'settings': by_setting,
+          'validation_mean': chosen['validation_mean'],
+          **statistics(chosen['test_errors'], paper_error)}
+
+
+def statistics(errors: list[float], paper_error: float) -> dict:
+  """A cell's numbers from its seeds' test errors: n, mean ± std (sample), min–max, and whether
+  the paper's value lies outside mean ± 2 std (undefined for fewer than 2 seeds).
+
+  `fajax.column` recomputes them from the stored test errors whenever it writes the table, so a
+  cell written by an earlier fajax is shown as this one computes it.
+  """
   mean, std = replicas_lib.mean_and_std(errors) if errors else (0.0, 0.0)
   return {
-      'paper': paper_error, 'chosen': chosen['hparams'], 'settings': by_setting,
-      'validation_mean': chosen['validation_mean'], 'test_errors': errors, 'n': len(errors),
+      'paper': paper_error, 'test_errors': errors, 'n': len(errors),
       'mean': mean if errors else None, 'std': std if errors else None,
       'min': min(errors, default=None), 'max': max(errors, default=None),
-      # Where the paper's value lies outside mean ± 2 std (undefined for fewer than 2 seeds).
       'paper_outside_2std': (abs(paper_error - mean) > 2 * std) if len(errors) > 1 else None,
   }
 

@@ -1,7 +1,10 @@
 """Choosing each method's setting on validation, and the column's table and figure."""
 
+import json
+
 import pytest
 
+from fajax import column
 from fajax import column_results
 
 
@@ -46,3 +49,17 @@ def test_table_marks_the_paper_outside_two_std_and_cells_not_run(tmp_path):
   assert rows['BP'] == '| BP | 0.8 | not run | | | | | |'
   column_results.figure('mnist', {'fa': cell}, str(tmp_path / 'column.png'))
   assert (tmp_path / 'column.png').read_bytes().startswith(b'\x89PNG')
+
+
+def test_the_table_recomputes_a_stored_cells_numbers_from_its_test_errors(tmp_path):
+  # A cell summarized by an earlier fajax (its std with ddof 0), stored as `fajax.column` does.
+  cell = column_results.summarize([_replica(1e-3, 0, 1.0, 1.9), _replica(1e-3, 1, 1.1, 2.1)],
+                                  paper_error=1.1)
+  stale = {**cell, 'std': 0.1, 'paper_outside_2std': False, 'wall_s': 12.0,
+           'swept': ['learning_rate']}
+  (tmp_path / 'fa').mkdir()
+  (tmp_path / 'fa' / column.CELL_FILE).write_text(json.dumps(stale))
+  cells = column.collect('mnist', str(tmp_path))
+  assert cells['fa']['std'] == pytest.approx(0.1 * 2 ** 0.5)
+  assert cells['fa']['paper_outside_2std'] is True
+  assert '| FA | 1.1 | 2.00 ± 0.14 (2) |' in (tmp_path / 'results.md').read_text()
