@@ -44,7 +44,8 @@ _RANGES = {
     **{field: _POSITIVE for field in (
         'batch_size', 'eval_batch_size', 'log_every_steps', 'eval_every_epochs',
         'checkpoint_every_steps', 'checkpoints_to_keep', 'data_workers', 'image_size',
-        'steps_per_call', 'replicas', 'learning_rate', 'direct_feedback_memory_budget_mb')},
+        'steps_per_call', 'replicas', 'learning_rate', 'direct_feedback_memory_budget_mb',
+        'model_width')},
     **{field: _NOT_NEGATIVE for field in (
         'weight_decay', 'feedback_noise_std', 'warmup_steps', 'validation_examples',
         'train_examples_limit', 'eval_examples_limit')},
@@ -107,7 +108,7 @@ def _network_source(config, spec: datasets.Spec, module: nnx.Module | None):
           nnx.Rngs(params=params_key, feedback=feedback_key, dropout=dropout_key),
           direct_mode=direct_mode,
           direct_memory_budget_mb=config.direct_feedback_memory_budget_mb,
-          error_after_pooling=config.error_after_pooling)
+          error_after_pooling=config.error_after_pooling, width=config.model_width)
 
     return make_config_network, None
 
@@ -211,8 +212,8 @@ def build(config: ml_collections.ConfigDict, *, model: nnx.Module | None = None,
   `model`: an NNX module built from fajax's feedback layers (or converted by
   `fajax.to_feedback`), used instead of `config.model` (the run's seed then draws only
   DFA/DenseFA matrices; W and B are the module's). The fields that build the built-in model
-  (`model`, `kernel_init`, `error_after_pooling`) then do not apply: DFA's error enters at the
-  module's own taps, or else at its feedback layers' inputs (`fajax.wiring`). `data`: an
+  (`model`, `model_width`, `kernel_init`, `error_after_pooling`) then do not apply: DFA's
+  error enters at the module's own taps, or else at its feedback layers' inputs (`fajax.wiring`). `data`: an
   object with the protocol of `datasets.Dataset`, used instead of `config.dataset`. With
   `config.init_from`, every replica starts from that file's weights
   (`fajax.weights_file.start_from`). Raises ConfigError for a config, model, data or

@@ -100,6 +100,20 @@ def test_densefa_on_resnet18_is_refused_before_allocating():
                   direct_memory_budget_mb=2048)
 
 
+def test_lenet5_width_multiplies_every_hidden_layer():
+  model = models.create('lenet5', 10, (32, 32, 1), 'fan_in_uniform', nnx.Rngs(0, feedback=1),
+                        width=2)
+  widths = [getattr(model, name).kernel.shape[-1]
+            for name in ('conv1', 'conv2', 'conv3', 'fc1', 'fc2')]
+  assert widths == [12, 32, 240, 168, 10]
+  assert model(jnp.zeros((2, 32, 32, 1))).shape == (2, 10)
+
+
+def test_a_width_on_a_model_of_fixed_width_is_refused():
+  with pytest.raises(ConfigError, match='model resnet20 has a fixed width; set model_width=1'):
+    models.create('resnet20', 10, (32, 32, 3), 'he_normal', nnx.Rngs(0), width=2)
+
+
 def test_a_model_refuses_inputs_it_was_not_made_for():
   with pytest.raises(ConfigError, match='model resnet20 takes 32×32×3 inputs but the dataset'):
     models.create('resnet20', 10, (28, 28, 1), 'he_normal', nnx.Rngs(params=0, feedback=1))

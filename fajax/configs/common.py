@@ -49,6 +49,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_examples_limit = 0
 
   config.model = ''
+  # Multiplies every hidden layer's width (LeNet-5's channels and units); 1 is the published
+  # network.
+  config.model_width = 1.0
   # Initializer of every kernel W, and of FA's feedback weights B (fajax.layers).
   config.kernel_init = 'fan_in_uniform'
   # A .safetensors file written by fajax.export: training starts from its W, biases and

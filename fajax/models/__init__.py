@@ -58,12 +58,14 @@ def create(
     direct_mode: str = direct.ADJACENT,
     direct_memory_budget_mb: float = float('inf'),
     error_after_pooling: bool = False,
+    width: float = 1.0,
 ) -> nnx.Module:
   """The model, with DFA / DenseFA matrices when `direct_mode` is 'output' / 'all'.
 
   `error_after_pooling`: their error enters pooled layers after the pooling
-  (`common.relu_then_pool`). Raises ConfigError, before allocating, when those matrices would
-  exceed the budget, or for `error_after_pooling` on a model without pooled taps.
+  (`common.relu_then_pool`). `width` multiplies the hidden layers' widths. Raises ConfigError,
+  before allocating, when those matrices would exceed the budget, or for `error_after_pooling`
+  or a `width` other than 1 on a model that has no such option.
   """
   check_input(name, input_shape)
   factory, _ = MODELS[name]
@@ -73,6 +75,10 @@ def create(
       raise ConfigError(f'model {name} has no pooling after its tapped layers; set '
                         'error_after_pooling=False')
     options['error_after_pooling'] = True
+  if width != 1:
+    if not _takes(factory, 'width'):
+      raise ConfigError(f'model {name} has a fixed width; set model_width=1')
+    options['width'] = width
   model = factory(num_classes, kernel_init=KERNEL_INITIALIZERS[kernel_init], rngs=rngs,
                   **options)
   return wiring.wire(model, direct_mode, input_shape, num_classes, rngs,

@@ -19,15 +19,18 @@ class LeNet5(nnx.Module):
       *,
       kernel_init=default_kernel_init,
       error_after_pooling: bool = False,
+      width: float = 1.0,
       rngs: nnx.Rngs,
   ):
+    """`width` multiplies every hidden layer's channels or units (rounded, at least 1)."""
     self.error_after_pooling = error_after_pooling  # see common.relu_then_pool
     init = dict(kernel_init=kernel_init, rngs=rngs)
-    self.conv1 = FeedbackConv(in_channels, 6, (5, 5), padding='VALID', **init)
-    self.conv2 = FeedbackConv(6, 16, (5, 5), padding='VALID', **init)
-    self.conv3 = FeedbackConv(16, 120, (5, 5), padding='VALID', **init)
-    self.fc1 = FeedbackDense(120, 84, **init)
-    self.fc2 = FeedbackDense(84, num_classes, **init)
+    c1, c2, c3, units = (max(1, round(n * width)) for n in (6, 16, 120, 84))
+    self.conv1 = FeedbackConv(in_channels, c1, (5, 5), padding='VALID', **init)
+    self.conv2 = FeedbackConv(c1, c2, (5, 5), padding='VALID', **init)
+    self.conv3 = FeedbackConv(c2, c3, (5, 5), padding='VALID', **init)
+    self.fc1 = FeedbackDense(c3, units, **init)
+    self.fc2 = FeedbackDense(units, num_classes, **init)
     self.direct = DirectFeedback()
 
   def __call__(self, x: jax.Array) -> jax.Array:
