@@ -8,7 +8,13 @@
 import importlib
 import typing
 
-from fajax import rules
+from fajax import lean_import
+
+# flax.nnx imports IPython (≈ 0.5 s) only to ask whether it runs inside an IPython shell, which
+# it cannot be doing where IPython is not imported yet; the answer is the same without it.
+lean_import.import_without('flax.nnx', 'IPython')
+
+from fajax import rules  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fajax.convert import to_feedback
 from fajax.direct import DirectFeedback
 from fajax.general_layers import FeedbackEinsum, FeedbackLinearGeneral

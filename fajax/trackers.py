@@ -16,10 +16,10 @@ import abc
 import importlib.util
 import json
 import os
-import sys
 import time
 from typing import Any
 
+from fajax import lean_import
 from fajax.errors import ConfigError
 
 METRICS_FILE = 'metrics.jsonl'
@@ -101,15 +101,7 @@ def _import_tensorboardx():
   """tensorboardX, imported without torch: where torch is installed, tensorboardX imports it
   only to accept torch tensors, which a run never logs, and that import alone costs 2.5–4 s
   of the command on a 2-core CPU (BUILD_NOTES.md, "fajax against PyTorch on one CPU")."""
-  if 'torch' in sys.modules:  # already paid for, or already refused
-    import tensorboardX  # pylint: disable=g-import-not-at-top
-    return tensorboardX
-  sys.modules['torch'] = None  # type: ignore[assignment]  # `import torch` raises ImportError
-  try:
-    import tensorboardX  # pylint: disable=g-import-not-at-top
-  finally:
-    del sys.modules['torch']  # a later `import torch` of the caller's finds the real one
-  return tensorboardX
+  return lean_import.import_without('tensorboardX', 'torch')
 
 
 def _measured(record: dict) -> dict[str, float]:

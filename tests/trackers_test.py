@@ -141,10 +141,11 @@ def test_a_bad_mlflow_store_is_a_config_error(tmp_path, monkeypatch):
 
 
 def test_a_default_run_imports_no_optional_tracker(tmp_path, monkeypatch):
-  # Importing fajax imports neither, in a fresh interpreter (this one's other tests import them)…
+  # Importing fajax imports neither, in a fresh interpreter (this one's other tests import them),
+  # nor IPython, which flax.nnx would import for nothing (fajax/__init__.py)…
   imported = subprocess.run(
       [sys.executable, '-c', 'import sys, fajax, fajax.loop; '
-       'print(sorted({"wandb", "mlflow"} & set(sys.modules)))'],
+       'print(sorted({"wandb", "mlflow", "IPython"} & set(sys.modules)))'],
       cwd=REPO, capture_output=True, text=True, check=True).stdout
   assert imported == '[]\n'
   # … nor does a run: importing either now raises ImportError.

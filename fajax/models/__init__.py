@@ -69,7 +69,7 @@ def create(
   """
   check_input(name, input_shape)
   factory, _ = MODELS[name]
-  options = {}
+  options: dict[str, bool | float] = {}
   if error_after_pooling:
     if not _takes(factory, 'error_after_pooling'):
       raise ConfigError(f'model {name} has no pooling after its tapped layers; set '
