@@ -117,10 +117,18 @@ def test_every_experiment_config_loads_and_validates(path):
   assert os.path.basename(path) == f'{config.column}_{config.method}.py'
 
 
-def test_validate_config_names_the_bad_field():
+@pytest.mark.parametrize('field,value,expected', [
+    ('kernel_init', 'xavier', "unknown kernel_init 'xavier'; choose one of: "),
+    ('batch_size', 0, 'batch_size must be positive, got 0'),
+    ('model', 'vgg16', "unknown model 'vgg16'; choose one of: lenet5, "),
+    ('dataset', 'svhn', "unknown dataset 'svhn'; choose one of: mnist, cifar10, "),
+    ('optimizer', 'rmsprop', "unknown optimizer 'rmsprop'; choose one of: sgd, adam"),
+    ('model_width', -1.0, 'model_width must be positive, got -1.0'),
+])
+def test_validate_config_names_the_bad_field(field, value, expected):
   config = mnist.get_config('bp')
-  config.batch_size = 0
-  with pytest.raises(ConfigError, match='batch_size must be positive'):
+  config[field] = value
+  with pytest.raises(ConfigError, match=re.escape(expected)):
     experiment_lib.validate_config(config)
 
 
