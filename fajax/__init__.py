@@ -10,7 +10,7 @@ import typing
 
 from fajax import lean_import
 
-# flax.nnx imports IPython (≈ 0.5 s) only to ask whether it runs inside an IPython shell, which
+# flax.nnx imports IPython (≈ 0.6 s) only to ask whether it runs inside an IPython shell, which
 # it cannot be doing where IPython is not imported yet; the answer is the same without it.
 lean_import.import_without('flax.nnx', 'IPython')
 
