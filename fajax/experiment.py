@@ -215,8 +215,7 @@ def build(config: ml_collections.ConfigDict, *, model: nnx.Module | None = None,
   (`model`, `model_width`, `kernel_init`, `error_after_pooling`) then do not apply: DFA's
   error enters at the module's own taps, or else at its feedback layers' inputs
   (`fajax.wiring`). `data`: an object with the protocol of `datasets.Dataset`, used instead of
-  `config.dataset`. With
-  `config.init_from`, every replica starts from that file's weights
+  `config.dataset`. With `config.init_from`, every replica starts from that file's weights
   (`fajax.weights_file.start_from`). Raises ConfigError for a config, model, data or
   init_from file that cannot run.
   """
