@@ -87,7 +87,10 @@ class TensorBoardTracker(Tracker):
 
   def _writer(self, replica: int):
     if replica not in self.writers:
-      tensorboardX = _import_tensorboardx()
+      # Where torch is installed, tensorboardX imports it only to accept torch tensors, which a
+      # run never logs; that import alone costs 2.5–4 s of the command on a 2-core CPU
+      # (BUILD_NOTES.md, "fajax against PyTorch on one CPU").
+      tensorboardX = lean_import.import_without('tensorboardX', 'torch')
       self.writers[replica] = tensorboardX.SummaryWriter(
           os.path.join(self.workdir, 'tensorboard', f'replica_{replica}'))
     return self.writers[replica]
@@ -95,13 +98,6 @@ class TensorBoardTracker(Tracker):
   def close(self) -> None:
     for writer in self.writers.values():
       writer.close()
-
-
-def _import_tensorboardx():
-  """tensorboardX, imported without torch: where torch is installed, tensorboardX imports it
-  only to accept torch tensors, which a run never logs, and that import alone costs 2.5–4 s
-  of the command on a 2-core CPU (BUILD_NOTES.md, "fajax against PyTorch on one CPU")."""
-  return lean_import.import_without('tensorboardX', 'torch')
 
 
 def _measured(record: dict) -> dict[str, float]:
