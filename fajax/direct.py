@@ -28,7 +28,7 @@ import contextlib
 import functools
 import math
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import NamedTuple
 
 import jax
@@ -45,6 +45,31 @@ OUTPUT = 'output'
 
 class ErrorFeedback(nnx.Variable):
   """Fixed random matrices that carry error signals past layers (DFA, DenseFA)."""
+
+
+class FrozenMapping(Mapping):
+  """A read-only mapping that hashes by value: held by a module, it keeps the module's graphdef
+  hashable (a plain dict would make it a pytree node), so equal models share compiled programs
+  (`fajax.programs`)."""
+
+  def __init__(self, items=()):
+    self._items = dict(items)
+    self._hash = hash(tuple(self._items.items()))
+
+  def __getitem__(self, key):
+    return self._items[key]
+
+  def __iter__(self) -> Iterator:
+    return iter(self._items)
+
+  def __len__(self) -> int:
+    return len(self._items)
+
+  def __hash__(self) -> int:
+    return self._hash
+
+  def __repr__(self) -> str:
+    return f'FrozenMapping({self._items!r})'
 
 
 class Tap(NamedTuple):
@@ -200,12 +225,12 @@ class DirectFeedback(nnx.Module):
       *,
       rngs: nnx.Rngs | None = None,
   ):
-    self.sources = dict(sources or {})
+    self.sources = FrozenMapping(sources or {})
     self.active = any(s != (ADJACENT,) for s in self.sources.values())
     plan = plan_matrices(self.sources, taps, num_outputs)
     used = {source for s in self.sources.values() for source in s if source != ADJACENT}
     sizes = _source_sizes(taps, num_outputs)
-    self.carrier_sizes = {source: sizes[source] for source in sorted(used)}
+    self.carrier_sizes = FrozenMapping((source, sizes[source]) for source in sorted(used))
     if plan and rngs is None:
       raise TypeError('DirectFeedback with feedback matrices to draw needs rngs')
     base_key = rngs.feedback() if plan and rngs is not None else None

@@ -26,6 +26,7 @@ from fajax import diagnostics
 from fajax import methods
 from fajax import models
 from fajax import profiling
+from fajax import programs
 from fajax import replicas as replicas_lib
 from fajax import sharding
 from fajax import steps
@@ -34,7 +35,7 @@ from fajax import weights_file
 from fajax import wiring
 from fajax.errors import ConfigError
 from fajax.optimizers import HYPERPARAMS, LR_SCHEDULES, OPTIMIZERS, create_optimizer
-from fajax.train_state import Model, TrainState, create_train_state
+from fajax.train_state import Model, TrainState, make_initializer
 
 COMPUTE_DTYPES = ('float32', 'bfloat16')
 _POSITIVE = ('positive', lambda v: math.isfinite(v) and v > 0)
@@ -92,7 +93,7 @@ def validate_config(config: ml_collections.ConfigDict, *, model_given: bool = Fa
 
 
 def _network_source(config, spec: datasets.Spec, module: nnx.Module | None):
-  """`make_network(direct_mode, inputs, seed)` and its inputs, for `create_train_state`.
+  """`make_network(direct_mode, inputs, seed)` and its inputs, for `make_initializer`.
 
   The config's model is built inside the jitted init, from keys of the replica's seed. A
   caller's module enters as its variables (every replica starts from them), and only its
@@ -122,6 +123,24 @@ def _network_source(config, spec: datasets.Spec, module: nnx.Module | None):
                        config.direct_feedback_memory_budget_mb, type(module).__name__)
 
   return make_caller_network, variables
+
+
+def _jit_programs(structure: Model, initialize: Callable, state_shardings: Any,
+                  optimizer: optax.GradientTransformation, method: methods.Method,
+                  mesh: jax.sharding.Mesh) -> programs.Programs:
+  """The experiment's steps, jitted around its structure, optimizer and method; each returns
+  the state laid out as it came in and its metrics replicated."""
+  replicated = sharding.replicated(mesh)
+  jit_step = lambda fn, **kwargs: jax.jit(
+      functools.partial(fn, model=structure, optimizer=optimizer, method=method, **kwargs),
+      out_shardings=(state_shardings, replicated), donate_argnums=0)
+  return programs.Programs(
+      model=structure, initialize=initialize,
+      train_step=jit_step(steps.train_replicas),
+      diagnose_step=jit_step(steps.train_replicas, diagnose=True),
+      train_steps=jit_step(steps.train_replicas_stacked),
+      eval_step=jax.jit(functools.partial(steps.eval_replicas, model=structure),
+                        out_shardings=replicated))
 
 
 def _summed(totals: list[dict], prefix: str) -> dict[str, np.ndarray]:
@@ -246,27 +265,29 @@ def build(config: ml_collections.ConfigDict, *, model: nnx.Module | None = None,
   method_config = caller_objects_lib.method_config(config, model)
   make_method = lambda seed: methods.build(method_config, optimizer, seed)
   method = make_method(config.seed)  # its update is every replica's: only init draws
-  structure, state = create_train_state(
-      make_network, network_inputs, optimizer, make_method, data.spec.preprocess,
-      tuple(data.spec.input_shape), *replicas_lib.stacked(replicas),
-      compute_dtype=config.compute_dtype, mesh=mesh,
-      shard_large_params=config.shard_large_params, initial_weights=initial_weights)
-
-  state_shardings = jax.tree.map(lambda x: x.sharding, state)
-  replicated = sharding.replicated(mesh)
-  jit_step = lambda fn, **kwargs: jax.jit(
-      functools.partial(fn, model=structure, optimizer=optimizer, method=method, **kwargs),
-      out_shardings=(state_shardings, replicated), donate_argnums=0)
+  seeds, hyperparams = replicas_lib.stacked(replicas)
+  experiment_key = None if initial_weights is not None else programs.key(
+      config, total_steps, data.spec, mesh, None if model is None else nnx.graphdef(model))
+  compiled = programs.recall(experiment_key)
+  if compiled is None:
+    structure, initialize = make_initializer(
+        make_network, network_inputs, optimizer, make_method, data.spec.preprocess,
+        tuple(data.spec.input_shape), seeds, hyperparams, compute_dtype=config.compute_dtype,
+        mesh=mesh, shard_large_params=config.shard_large_params,
+        initial_weights=initial_weights)
+    state = initialize(network_inputs, seeds, hyperparams, initial_weights)
+    compiled = _jit_programs(structure, initialize, jax.tree.map(lambda x: x.sharding, state),
+                             optimizer, method, mesh)
+    programs.remember(experiment_key, compiled)
+  else:
+    state = compiled.initialize(network_inputs, seeds, hyperparams, initial_weights)
   return Experiment(
-      config=config, data=data, model=structure, method=method, optimizer=optimizer,
+      config=config, data=data, model=compiled.model, method=method, optimizer=optimizer,
       schedule=schedule, mesh=mesh, replicas=replicas, state=state, total_steps=total_steps,
-      steps_per_epoch=steps_per_epoch,
-      train_step=jit_step(steps.train_replicas),
-      diagnose_step=jit_step(steps.train_replicas, diagnose=True),
-      train_steps=jit_step(steps.train_replicas_stacked),
-      eval_step=jax.jit(functools.partial(steps.eval_replicas, model=structure),
-                        out_shardings=replicated),
+      steps_per_epoch=steps_per_epoch, train_step=compiled.train_step,
+      diagnose_step=compiled.diagnose_step, train_steps=compiled.train_steps,
+      eval_step=compiled.eval_step,
       health_checks=diagnostics.health_checks(
-          [layer for layer, _ in structure.hidden_shapes], state.feedback),
+          [layer for layer, _ in compiled.model.hidden_shapes], state.feedback),
       caller_objects=caller_objects,
   )

@@ -1,11 +1,12 @@
 """The train state and the model's structure: everything a step reads, as explicit arrays.
 
-    model, states = create_train_state(make_network, inputs, optimizer, make_method, ...)
+    model, initialize = make_initializer(make_network, inputs, optimizer, make_method, ...)
+    states = initialize(inputs, seeds, hyperparams, initial_weights)
     logits, model_state = model.apply(state, state.params, raw_images, train=True)
 
 The state holds W and biases, B by layer name, DFA/DenseFA matrices, batch-norm statistics,
 and the optimizer's, rule's and constraint's state; `Model` holds what is static under jit.
-`create_train_state` makes one state per replica (`fajax.replicas`), stacked on a leading axis.
+`make_initializer` makes one state per replica (`fajax.replicas`), stacked on a leading axis.
 """
 
 import dataclasses
@@ -165,7 +166,7 @@ def _split(network: nnx.Module):
 MakeNetwork = Callable[[str, Any, Any], nnx.Module]
 
 
-def create_train_state(
+def make_initializer(
     make_network: MakeNetwork,
     network_inputs: Any,
     optimizer: optax.GradientTransformation,
@@ -179,8 +180,10 @@ def create_train_state(
     mesh=None,
     shard_large_params: bool = False,
     initial_weights: dict | None = None,
-) -> tuple[Model, TrainState]:
-  """The model's structure and the initial state of every replica, created inside `jax.jit`.
+) -> tuple[Model, Callable[..., TrainState]]:
+  """The model's structure, and the jitted function that creates every replica's initial state
+  from `(network_inputs, seeds, hyperparams, initial_weights)` (the arguments given here show
+  their shapes).
 
   `make_network(direct_mode, network_inputs, seed)` builds the NNX model with the direct-feedback
   wiring of `direct_mode`; `network_inputs` (arrays it builds from, such as a caller's module's
@@ -240,6 +243,5 @@ def create_train_state(
         mesh, jax.eval_shape(init_replicas, network_inputs, seeds, hyperparams,
                              initial_weights),
         shard_large_params)
-  init_jitted = jax.jit(init_replicas, out_shardings=out_shardings,
+  return model, jax.jit(init_replicas, out_shardings=out_shardings,
                         compiler_options=_init_compiler_options(num_values))
-  return model, init_jitted(network_inputs, seeds, hyperparams, initial_weights)
