@@ -112,7 +112,7 @@ def _source_sizes(taps: Sequence[Tap], num_outputs: int) -> dict[str, int]:
 
 
 def plan_matrices(
-    sources: dict[str, tuple[str, ...]], taps: Sequence[Tap], num_outputs: int
+    sources: Mapping[str, tuple[str, ...]], taps: Sequence[Tap], num_outputs: int
 ) -> dict[str, tuple[int, int]]:
   """Name → (source size, entry size) of every long-range matrix that `sources` needs."""
   source_sizes = _source_sizes(taps, num_outputs)
@@ -219,7 +219,7 @@ class DirectFeedback(nnx.Module):
 
   def __init__(
       self,
-      sources: dict[str, tuple[str, ...]] | None = None,
+      sources: Mapping[str, tuple[str, ...]] | None = None,
       taps: Sequence[Tap] = (),
       num_outputs: int = 0,
       *,
