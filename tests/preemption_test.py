@@ -136,11 +136,12 @@ def _process(workdir, fault):
 
 
 @pytest.mark.parametrize('fault', ['kill@step:6', 'kill@checkpoint:4', 'kill@final'])
-def test_a_killed_process_resumes_to_the_uninterrupted_run(fault, tmp_path, uninterrupted):
+def test_a_killed_process_resumes_to_the_uninterrupted_run(
+    fault, tmp_path, uninterrupted, monkeypatch):
   killed = _process(tmp_path, fault)
   assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-  resumed = _process(tmp_path, '')
-  assert resumed.returncode == 0, resumed.stderr[-2000:]
+  # Only the killed run needs a process of its own; the resume reads what it left on disk.
+  _train(tmp_path, '', monkeypatch)
   _assert_same_run(tmp_path, uninterrupted)
 
 
