@@ -9,9 +9,17 @@ import sys
 import numpy as np
 import pytest
 
+import fajax
+from fajax import column
+from fajax import experiments
+
 REPO = pathlib.Path(__file__).resolve().parent.parent
-SMALL = ['--config.train_examples_limit=2048', '--config.eval_examples_limit=512',
-         '--config.batch_size=32', '--config.eval_batch_size=128', '--config.log_every_steps=1']
+SMALL = dict(train_examples_limit=2048, eval_examples_limit=512, batch_size=32,
+             eval_batch_size=128, log_every_steps=1)
+
+
+def _flags(fields: dict) -> list[str]:
+  return [f'--config.{name}={value}' for name, value in fields.items()]
 
 
 def _env(devices, data_dir):
@@ -20,18 +28,27 @@ def _env(devices, data_dir):
                        f'--xla_force_host_platform_device_count={devices}'}
 
 
-def _main(config, workdir, devices, data_dir, *overrides):
+def _main(config, workdir, devices, data_dir, **fields):
   return subprocess.run(
       [sys.executable, '-m', 'fajax.main', f'--config={config}',
-       f'--workdir={workdir}', *SMALL, *overrides],
+       f'--workdir={workdir}', *_flags({**SMALL, **fields})],
       capture_output=True, text=True, cwd=REPO, env=_env(devices, data_dir), timeout=600)
 
 
-def _launch(config, workdir, processes, devices, data_dir, *overrides):
+def _one_device(config_name, workdir, data_dir, monkeypatch, **fields):
+  """`_main` on 1 device, run in this process (the suite's processes have one CPU device): its
+  final metrics."""
+  monkeypatch.setenv('FAJAX_DATA_DIR', data_dir)
+  config = column.load_config(experiments.path_of(config_name))
+  config.update({**SMALL, **fields})
+  return fajax.train(config, str(workdir))
+
+
+def _launch(config, workdir, processes, devices, data_dir, **fields):
   env = {**_env(1, data_dir), 'FAJAX_LAUNCH_LOGS': str(workdir) + '_logs'}
   return subprocess.run(
       ['bash', 'launch/local.sh', str(processes), str(devices), '--',
-       f'--config={config}', f'--workdir={workdir}', *SMALL, *overrides],
+       f'--config={config}', f'--workdir={workdir}', *_flags({**SMALL, **fields})],
       capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
 
 
@@ -45,18 +62,17 @@ def _curve(workdir):
 # signs) across processes, DFA the error-feedback matrices over one process's devices.
 @pytest.mark.parametrize('config,layout', [('mnist_fa_usf_sn', '2 processes x 2 devices'),
                                            ('mnist_dfa', '4 devices')])
-def test_same_loss_curve_on_1_device_as_on_4(config, layout, tmp_path, mnist_data_dir):
-  steps = '--config.num_train_steps=20'
+def test_same_loss_curve_on_1_device_as_on_4(config, layout, tmp_path, mnist_data_dir,
+                                              monkeypatch):
   # The sharded run also takes two steps per call (a stack of batches split over the devices
   # on its second axis), logging the mean loss of every 5 steps.
-  stacked = [steps, '--config.steps_per_call=2', '--config.log_every_steps=5']
-  one = _main(config, tmp_path / 'one', 1, mnist_data_dir, steps)
+  stacked = dict(num_train_steps=20, steps_per_call=2, log_every_steps=5)
   if layout == '4 devices':
-    sharded = _main(config, tmp_path / 'sharded', 4, mnist_data_dir, *stacked)
+    sharded = _main(config, tmp_path / 'sharded', 4, mnist_data_dir, **stacked)
   else:
-    sharded = _launch(config, tmp_path / 'sharded', 2, 2, mnist_data_dir, *stacked)
-  for name, result in (('one', one), (layout, sharded)):
-    assert result.returncode == 0, f'{name}: {result.stderr[-2000:]}'
+    sharded = _launch(config, tmp_path / 'sharded', 2, 2, mnist_data_dir, **stacked)
+  assert sharded.returncode == 0, f'{layout}: {sharded.stderr[-2000:]}'
+  _one_device(config, tmp_path / 'one', mnist_data_dir, monkeypatch, num_train_steps=20)
   reference, reference_eval = _curve(tmp_path / 'one')
   assert len(reference) == 20
   curve, eval_loss = _curve(tmp_path / 'sharded')
@@ -70,23 +86,26 @@ def test_same_loss_curve_on_1_device_as_on_4(config, layout, tmp_path, mnist_dat
 
 @pytest.mark.parametrize('save_devices,resume_devices', [(4, 1), (1, 4)])
 def test_checkpoint_restores_on_another_device_count(save_devices, resume_devices, tmp_path,
-                                                     mnist_data_dir):
-  saved = _main('mnist_fa_usf_sn', tmp_path, save_devices, mnist_data_dir,
-                '--config.num_train_steps=10')
-  assert saved.returncode == 0, saved.stderr[-2000:]
-  resumed = _main('mnist_fa_usf_sn', tmp_path, resume_devices, mnist_data_dir,
-                  '--config.num_train_steps=10')
-  assert resumed.returncode == 0, resumed.stderr[-2000:]
-  assert 'Resumed from the checkpoint at step 10' in resumed.stdout
+                                                     mnist_data_dir, monkeypatch, capsys):
+  def run(devices):
+    """The run's final test loss and what it printed, on `devices` (1: in this process)."""
+    if devices == 1:
+      loss = _one_device('mnist_fa_usf_sn', tmp_path, mnist_data_dir, monkeypatch,
+                         num_train_steps=10)['eval/loss']
+      return float(loss), capsys.readouterr().out
+    result = _main('mnist_fa_usf_sn', tmp_path, devices, mnist_data_dir, num_train_steps=10)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return float(result.stdout.strip().splitlines()[-1].rsplit('test loss ', 1)[1]), result.stdout
+
+  saved_loss, _ = run(save_devices)
+  resumed_loss, printed = run(resume_devices)
+  assert 'Resumed from the checkpoint at step 10' in printed
   # The restored state evaluates to the saved run's final result.
-  final = lambda out: out.strip().splitlines()[-1]
-  saved_loss = float(final(saved.stdout).rsplit('test loss ', 1)[1])
-  resumed_loss = float(final(resumed.stdout).rsplit('test loss ', 1)[1])
   assert resumed_loss == pytest.approx(saved_loss, rel=1e-4)
 
 
 def test_batch_size_that_does_not_divide_the_devices_fails_at_start(tmp_path, mnist_data_dir):
-  result = _main('mnist_bp', tmp_path, 4, mnist_data_dir, '--config.batch_size=30')
+  result = _main('mnist_bp', tmp_path, 4, mnist_data_dir, batch_size=30)
   assert result.returncode == 2
   assert result.stderr.strip().splitlines()[-1] == (
       'fajax: error: batch_size=30 does not divide evenly over 4 devices; use a multiple of 4')
@@ -114,7 +133,8 @@ def test_a_sigterm_stops_every_process_at_one_step_and_the_run_resumes_bit_for_b
   args = ['--config=mnist_bp', '--config.num_train_steps=60',
           '--config.log_every_steps=20', '--config.checkpoint_every_steps=20']
   run = lambda name, fault='': subprocess.run(
-      ['bash', 'launch/local.sh', '2', '1', '--', *args, f'--workdir={tmp_path / name}', *SMALL],
+      ['bash', 'launch/local.sh', '2', '1', '--', *args, f'--workdir={tmp_path / name}',
+       *_flags(SMALL)],
       capture_output=True, text=True, cwd=REPO, timeout=600,
       env={**_env(1, mnist_data_dir), 'FAJAX_FAULT': fault,
            'FAJAX_LAUNCH_LOGS': str(tmp_path / f'{name}_logs')})
