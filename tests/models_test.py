@@ -1,5 +1,7 @@
 """The CIFAR-10 and ImageNet models: shapes, sizes, and BP gradients equal to plain autodiff."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,14 +24,21 @@ CASES = {  # model: (input shape, classes, parameter count of the reference impl
 }
 
 
-def _create(name, mode='adjacent'):
+@functools.cache
+def _split_model(name, mode):
   shape, classes, _ = CASES[name]
   create = lambda: nnx.split(models.create(name, classes, shape, 'he_normal',
                                            nnx.Rngs(params=0, feedback=1, dropout=2),
                                            direct_mode=mode))
   # One optimised program: drawn op by op under the suite's unoptimised XLA, AlexNet's 61 M
   # weights and their B take ≈ 40 s; so, ≈ 14 s.
-  return nnx.merge(*jax.jit(create, compiler_options={'xla_backend_optimization_level': 2})())
+  return jax.jit(create, compiler_options={'xla_backend_optimization_level': 2})()
+
+
+def _create(name, mode='adjacent'):
+  """The model, drawn once per file: each call merges modules of its own (the tests change
+  their variables and modes), holding the same immutable arrays."""
+  return nnx.merge(*_split_model(name, mode))
 
 
 def _count(model, variable_type):
