@@ -270,17 +270,13 @@ def build(config: ml_collections.ConfigDict, *, model: nnx.Module | None = None,
       config, total_steps, data.spec, mesh, None if model is None else nnx.graphdef(model))
   compiled = programs.recall(experiment_key)
   if compiled is None:
-    structure, initialize = make_initializer(
+    compiled = _jit_programs(*make_initializer(
         make_network, network_inputs, optimizer, make_method, data.spec.preprocess,
         tuple(data.spec.input_shape), seeds, hyperparams, compute_dtype=config.compute_dtype,
         mesh=mesh, shard_large_params=config.shard_large_params,
-        initial_weights=initial_weights)
-    state = initialize(network_inputs, seeds, hyperparams, initial_weights)
-    compiled = _jit_programs(structure, initialize, jax.tree.map(lambda x: x.sharding, state),
-                             optimizer, method, mesh)
+        initial_weights=initial_weights), optimizer, method, mesh)
     programs.remember(experiment_key, compiled)
-  else:
-    state = compiled.initialize(network_inputs, seeds, hyperparams, initial_weights)
+  state = compiled.initialize(network_inputs, seeds, hyperparams, initial_weights)
   return Experiment(
       config=config, data=data, model=compiled.model, method=method, optimizer=optimizer,
       schedule=schedule, mesh=mesh, replicas=replicas, state=state, total_steps=total_steps,

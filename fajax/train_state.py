@@ -1,6 +1,6 @@
 """The train state and the model's structure: everything a step reads, as explicit arrays.
 
-    model, initialize = make_initializer(make_network, inputs, optimizer, make_method, ...)
+    model, initialize, shardings = make_initializer(make_network, inputs, optimizer, ...)
     states = initialize(inputs, seeds, hyperparams, initial_weights)
     logits, model_state = model.apply(state, state.params, raw_images, train=True)
 
@@ -180,10 +180,10 @@ def make_initializer(
     mesh=None,
     shard_large_params: bool = False,
     initial_weights: dict | None = None,
-) -> tuple[Model, Callable[..., TrainState]]:
-  """The model's structure, and the jitted function that creates every replica's initial state
+) -> tuple[Model, Callable[..., TrainState], Any]:
+  """The model's structure, the jitted function that creates every replica's initial state
   from `(network_inputs, seeds, hyperparams, initial_weights)` (the arguments given here show
-  their shapes).
+  their shapes), and that state's shardings (None without a `mesh`).
 
   `make_network(direct_mode, network_inputs, seed)` builds the NNX model with the direct-feedback
   wiring of `direct_mode`; `network_inputs` (arrays it builds from, such as a caller's module's
@@ -244,4 +244,4 @@ def make_initializer(
                              initial_weights),
         shard_large_params)
   return model, jax.jit(init_replicas, out_shardings=out_shardings,
-                        compiler_options=_init_compiler_options(num_values))
+                        compiler_options=_init_compiler_options(num_values)), out_shardings
