@@ -7,7 +7,7 @@
 # Every process gets --coordinator_address=localhost:PORT --num_processes=N --process_id=I and
 # DEVICES_PER_PROCESS simulated CPU devices (default 1). Process 0 prints; the others log to
 # files under ${FAJAX_LAUNCH_LOGS:-/tmp/fajax_launch}. When one process fails, the rest are
-# stopped (TERM, then KILL 5 s later) and the script exits with its status.
+# stopped (TERM, then KILL those still running 5 s later) and the script exits with its status.
 set -euo pipefail
 if [[ $# -lt 2 ]]; then
   sed -n '2,11p' "$0"; exit 2
@@ -44,7 +44,11 @@ for _ in "${pids[@]}"; do
     echo "launch/local.sh: a process failed (exit $status); stopping the others" >&2
   fi
   kill -TERM "${pids[@]}" 2>/dev/null || true
-  sleep 5
+  # Up to 5 s for them to exit (a checkpoint being written finishes), then KILL.
+  for ((tenth = 0; tenth < 50; tenth++)); do
+    kill -0 "${pids[@]}" 2>/dev/null || break
+    sleep 0.1
+  done
   kill -KILL "${pids[@]}" 2>/dev/null || true
   break
 done
