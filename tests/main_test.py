@@ -95,7 +95,8 @@ def test_train_returns_final_metrics_and_writes_nothing_without_workdir(
   monkeypatch.chdir(tmp_path)
   config = mnist.get_config('bp')
   config.update(dict(data_dir=mnist_data_dir, num_train_steps=10, batch_size=32,
-                     train_examples_limit=512, eval_examples_limit=300, eval_batch_size=128))
+                     train_examples_limit=512, eval_examples_limit=300, eval_batch_size=128,
+                     diagnostics=False))
   metrics = fajax.train(config)
   assert metrics['step'] == 10
   assert 0 <= metrics['eval/top1_error'] <= 100 and metrics['eval/loss'] > 0
@@ -117,11 +118,12 @@ def test_column_chooses_on_validation_and_renders_error_bars_next_to_the_paper(
   cells = column.run_column(
       'mnist', str(tmp_path), seeds=2, sweep={'learning_rate': (1e-3, 1e-6)},
       validation_examples=1000, methods=['bp', 'dfa'],
-      overrides=dict(num_train_steps=20, train_examples_limit=3000, eval_examples_limit=1000))
+      overrides=dict(num_train_steps=20, train_examples_limit=3000, eval_examples_limit=1000,
+                     diagnostics=False))
   assert set(cells) == {'bp', 'dfa'} and cells['dfa']['step'] == 20
   assert cells['dfa']['command'].endswith(
       '--config.num_train_steps=20 --config.train_examples_limit=3000 '
-      '--config.eval_examples_limit=1000')
+      '--config.eval_examples_limit=1000 --config.diagnostics=False')
   for cell in cells.values():
     assert len(cell['replicas']) == 4 and cell['n'] == 2
     # 20 steps at 1e-6 learn nothing: validation picks 1e-3.
@@ -149,7 +151,7 @@ def test_column_cells_split_over_array_tasks_collect_into_one_table(tmp_path, mn
                                                                      monkeypatch):
   monkeypatch.setenv('FAJAX_DATA_DIR', mnist_data_dir)
   # Task 1 of 8 takes the cells 1 and 9 of the column's nine: BP + Noise alone.
-  tiny = dict(num_train_steps=4, eval_examples_limit=500)
+  tiny = dict(num_train_steps=4, eval_examples_limit=500, diagnostics=False)
   cells = column.run_column('mnist', str(tmp_path), overrides=tiny, validation_examples=0,
                             task=1, tasks=8)
   assert list(cells) == ['bp_noise']
