@@ -35,7 +35,7 @@ from fajax import weights_file
 from fajax import wiring
 from fajax.errors import ConfigError
 from fajax.optimizers import HYPERPARAMS, LR_SCHEDULES, OPTIMIZERS, create_optimizer
-from fajax.train_state import Model, TrainState, make_initializer
+from fajax.train_state import Model, TrainState, make_initializer, make_network_program
 
 COMPUTE_DTYPES = ('float32', 'bfloat16')
 _POSITIVE = ('positive', lambda v: math.isfinite(v) and v > 0)
@@ -93,12 +93,14 @@ def validate_config(config: ml_collections.ConfigDict, *, model_given: bool = Fa
 
 
 def _network_source(config, spec: datasets.Spec, module: nnx.Module | None):
-  """`make_network(direct_mode, inputs, seed)` and its inputs, for `make_initializer`.
+  """`make_network(direct_mode, inputs, seed)`, its inputs, and a tuple of everything else it
+  reads (for `programs.networks`' key), for `make_network_program`.
 
-  The config's model is built inside the jitted init, from keys of the replica's seed. A
+  The config's model is built inside the jitted program, from keys of the replica's seed. A
   caller's module enters as its variables (every replica starts from them), and only its
   DFA/DenseFA matrices are drawn from the seed.
   """
+  shape = (tuple(spec.input_shape), spec.num_classes, config.direct_feedback_memory_budget_mb)
   if module is None:
 
     def make_config_network(direct_mode, inputs, seed):
@@ -111,7 +113,8 @@ def _network_source(config, spec: datasets.Spec, module: nnx.Module | None):
           direct_memory_budget_mb=config.direct_feedback_memory_budget_mb,
           error_after_pooling=config.error_after_pooling, width=config.model_width)
 
-    return make_config_network, None
+    return make_config_network, None, (*shape, config.model, config.kernel_init,
+                                       config.error_after_pooling, config.model_width)
 
   caller_objects_lib.check_model(module, spec, config)
   graphdef, variables = nnx.split(module)
@@ -122,7 +125,7 @@ def _network_source(config, spec: datasets.Spec, module: nnx.Module | None):
                        spec.num_classes, nnx.Rngs(feedback=matrices_key),
                        config.direct_feedback_memory_budget_mb, type(module).__name__)
 
-  return make_caller_network, variables
+  return make_caller_network, variables, (*shape, graphdef, type(module).__name__)
 
 
 def _jit_programs(structure: Model, initialize: Callable, state_shardings: Any,
@@ -261,21 +264,29 @@ def build(config: ml_collections.ConfigDict, *, model: nnx.Module | None = None,
                  else config.num_epochs * steps_per_epoch)
 
   optimizer, schedule = create_optimizer(config, total_steps)
-  make_network, network_inputs = _network_source(config, data.spec, model)
+  make_network, network_inputs, network_reads = _network_source(config, data.spec, model)
   method_config = caller_objects_lib.method_config(config, model)
   make_method = lambda seed: methods.build(method_config, optimizer, seed)
   method = make_method(config.seed)  # its update is every replica's: only init draws
   seeds, hyperparams = replicas_lib.stacked(replicas)
   experiment_key = None if initial_weights is not None else programs.key(
       config, total_steps, data.spec, mesh, None if model is None else nnx.graphdef(model))
-  compiled = programs.recall(experiment_key)
+  compiled = programs.experiments.recall(experiment_key)
   if compiled is None:
+    network_key = programs.key(None, network_reads, method.direct_mode, mesh,
+                               config.shard_large_params, len(seeds))
+    network = programs.networks.recall(network_key)
+    if network is None:
+      network = make_network_program(
+          make_network, network_inputs, method.direct_mode, tuple(data.spec.input_shape), seeds,
+          mesh=mesh, shard_large_params=config.shard_large_params)
+      programs.networks.remember(network_key, network)
     compiled = _jit_programs(*make_initializer(
-        make_network, network_inputs, optimizer, make_method, data.spec.preprocess,
-        tuple(data.spec.input_shape), seeds, hyperparams, compute_dtype=config.compute_dtype,
-        mesh=mesh, shard_large_params=config.shard_large_params,
-        initial_weights=initial_weights), optimizer, method, mesh)
-    programs.remember(experiment_key, compiled)
+        network, optimizer, make_method, data.spec.preprocess, seeds, hyperparams,
+        compute_dtype=config.compute_dtype, mesh=mesh,
+        shard_large_params=config.shard_large_params, initial_weights=initial_weights),
+        optimizer, method, mesh)
+    programs.experiments.remember(experiment_key, compiled)
   state = compiled.initialize(network_inputs, seeds, hyperparams, initial_weights)
   return Experiment(
       config=config, data=data, model=compiled.model, method=method, optimizer=optimizer,

@@ -1,11 +1,13 @@
-"""An experiment's jitted programs, shared by every `fajax.build` of the same experiment in a
-process.
+"""Jitted programs shared by every `fajax.build` in a process that can use them.
 
 Building an experiment traces and lowers its init, train, diagnose and evaluation programs,
 seconds of Python on a slow CPU even when XLA's persistent cache holds the compiled code (the
 cache's key is the lowered program). A second build of the same experiment in the same process
 (a run resumed after an error, a notebook cell run again, a test's second run) takes the
-programs from here and traces nothing: JAX's own cache then holds the compiled code too.
+programs from `experiments` and traces nothing: JAX's own cache then holds the compiled code
+too. A build of another experiment on the same network (another method, optimizer or learning
+rate) takes from `networks` the program that draws the network's weights
+(`train_state.NetworkProgram`), the largest part of the init.
 
 Two builds are the same experiment when their whole configs are equal and so are the number of
 steps, the dataset's `Spec` (shape, classes, preprocessing function), the device mesh and, for
@@ -21,9 +23,10 @@ from typing import Any, NamedTuple
 
 import ml_collections
 
-# Each entry holds compiled code (a few MB for LeNet-5, more for ResNet-18), so a process that
-# builds many experiments keeps only the latest few.
+# Each experiment holds compiled code (a few MB for LeNet-5, more for ResNet-18), so a process
+# that builds many keeps only the latest few.
 MAX_EXPERIMENTS = 8
+MAX_NETWORKS = 8
 
 
 class Programs(NamedTuple):
@@ -38,34 +41,44 @@ class Programs(NamedTuple):
   eval_step: Callable
 
 
-_remembered: collections.OrderedDict[Hashable, Programs] = collections.OrderedDict()
+class Recent:
+  """The latest `size` values remembered under keys; the least recently used goes first."""
+
+  def __init__(self, size: int):
+    self.size = size
+    self._entries: collections.OrderedDict[Hashable, Any] = collections.OrderedDict()
+
+  def __len__(self) -> int:
+    return len(self._entries)
+
+  def recall(self, key: Hashable | None) -> Any:
+    """The value remembered under `key`, or None."""
+    if key is None or key not in self._entries:
+      return None
+    self._entries.move_to_end(key)
+    return self._entries[key]
+
+  def remember(self, key: Hashable | None, value: Any) -> None:
+    """Keeps `value` under `key` (not when None), forgetting the least recently used beyond
+    `size`."""
+    if key is None:
+      return
+    self._entries[key] = value
+    self._entries.move_to_end(key)
+    while len(self._entries) > self.size:
+      self._entries.popitem(last=False)
 
 
-def key(config: ml_collections.ConfigDict, *parts: Any) -> Hashable | None:
-  """The experiment's key: the config and `parts` (hashable values that shape its programs), or
-  None when they cannot make one."""
+experiments = Recent(MAX_EXPERIMENTS)  # Programs by `key`
+networks = Recent(MAX_NETWORKS)  # train_state.NetworkProgram by `key`
+
+
+def key(config: ml_collections.ConfigDict | None, *parts: Any) -> Hashable | None:
+  """A key of the config (None: none) and `parts` (hashable values that shape the programs),
+  or None when they cannot make one."""
   try:
-    experiment_key = (config.to_json(sort_keys=True), *parts)
-    hash(experiment_key)
+    program_key = (None if config is None else config.to_json(sort_keys=True), *parts)
+    hash(program_key)
   except (TypeError, ValueError):
     return None
-  return experiment_key
-
-
-def recall(experiment_key: Hashable | None) -> Programs | None:
-  """The programs remembered under `experiment_key`, if any."""
-  if experiment_key is None or experiment_key not in _remembered:
-    return None
-  _remembered.move_to_end(experiment_key)
-  return _remembered[experiment_key]
-
-
-def remember(experiment_key: Hashable | None, programs: Programs) -> None:
-  """Keeps `programs` under `experiment_key` (not when None), forgetting the least recently
-  used beyond `MAX_EXPERIMENTS`."""
-  if experiment_key is None:
-    return
-  _remembered[experiment_key] = programs
-  _remembered.move_to_end(experiment_key)
-  while len(_remembered) > MAX_EXPERIMENTS:
-    _remembered.popitem(last=False)
+  return program_key

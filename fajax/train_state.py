@@ -1,18 +1,20 @@
 """The train state and the model's structure: everything a step reads, as explicit arrays.
 
-    model, initialize, shardings = make_initializer(make_network, inputs, optimizer, ...)
+    network = make_network_program(make_network, inputs, direct_mode, input_shape, seeds)
+    model, initialize, shardings = make_initializer(network, optimizer, make_method, ...)
     states = initialize(inputs, seeds, hyperparams, initial_weights)
     logits, model_state = model.apply(state, state.params, raw_images, train=True)
 
 The state holds W and biases, B by layer name, DFA/DenseFA matrices, batch-norm statistics,
 and the optimizer's, rule's and constraint's state; `Model` holds what is static under jit.
-`make_initializer` makes one state per replica (`fajax.replicas`), stacked on a leading axis.
+`make_initializer` makes one state per replica (`fajax.replicas`), stacked on a leading axis,
+from the network that `make_network_program` draws (shared by builds of the same network).
 """
 
 import dataclasses
 from collections.abc import Callable
 import typing
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax
 import jax
@@ -166,13 +168,66 @@ def _split(network: nnx.Module):
 MakeNetwork = Callable[[str, Any, Any], nnx.Module]
 
 
-def make_initializer(
+class NetworkProgram(NamedTuple):
+  """A network's structure and the jitted program that draws its weights, for every replica.
+
+  It depends on the network alone, not on the method, optimizer or learning rate, so builds
+  of one network share it (`fajax.programs`): a sweep over methods draws through one compiled
+  program, and XLA's persistent cache holds it for every run of that network.
+  """
+
+  graphdef: nnx.GraphDef
+  exact_graphdef: nnx.GraphDef  # the network without DFA/DenseFA wiring (`Model`)
+  hidden_shapes: tuple
+  num_values: int  # of one replica's weights
+  draw: Callable  # (network_inputs, seeds) -> weights_file.NetworkWeights, replicas first
+  drawn: weights_file.NetworkWeights  # `draw`'s result as shapes and dtypes
+
+
+def make_network_program(
     make_network: MakeNetwork,
     network_inputs: Any,
+    direct_mode: str,
+    input_shape: tuple[int, ...],
+    seeds: np.ndarray,
+    *,
+    mesh=None,
+    shard_large_params: bool = False,
+) -> NetworkProgram:
+  """The program that builds the network of `direct_mode` for each of `seeds`.
+
+  `make_network(direct_mode, network_inputs, seed)` builds the NNX model with that
+  direct-feedback wiring; `network_inputs` (arrays it builds from, such as a caller's module's
+  variables, or None) are arguments of the program, not constants baked into it. Replica i is
+  drawn from `seeds[i]`, to the bit what a run of that seed alone draws.
+  """
+  abstract = lambda mode: nnx.eval_shape(
+      lambda inputs: make_network(mode, inputs, int(seeds[0])), network_inputs)
+  network = abstract(direct_mode)
+  graphdef, *weights = _split(network)
+  exact_network = network if direct_mode == direct.ADJACENT else abstract(direct.ADJACENT)
+  hidden_shapes = tuple(
+      (tap.layer, tap.pre_activation) for tap in direct.taps(exact_network, input_shape))
+
+  def draw_one(network_inputs, seed):
+    _, *drawn = _split(make_network(direct_mode, network_inputs, seed))
+    return weights_file.NetworkWeights(*drawn)
+
+  num_values = sum(x.size for x in jax.tree.leaves(weights))
+  drawn = jax.tree.map(lambda x: jax.ShapeDtypeStruct((len(seeds), *x.shape), x.dtype),
+                       weights_file.NetworkWeights(*weights))
+  shardings = None if mesh is None else sharding.state_shardings(mesh, drawn, shard_large_params)
+  draw = jax.jit(jax.vmap(draw_one, in_axes=(None, 0)), out_shardings=shardings,
+                 compiler_options=_init_compiler_options(num_values))
+  return NetworkProgram(graphdef, _split(exact_network)[0], hidden_shapes, num_values, draw,
+                        drawn)
+
+
+def make_initializer(
+    network: NetworkProgram,
     optimizer: optax.GradientTransformation,
     make_method: Callable[[Any], methods.Method],
     preprocess: Callable,
-    input_shape: tuple[int, ...],
     seeds: np.ndarray,
     hyperparams: dict[str, np.ndarray],
     *,
@@ -181,32 +236,27 @@ def make_initializer(
     shard_large_params: bool = False,
     initial_weights: dict | None = None,
 ) -> tuple[Model, Callable[..., TrainState], Any]:
-  """The model's structure, the jitted function that creates every replica's initial state
-  from `(network_inputs, seeds, hyperparams, initial_weights)` (the arguments given here show
+  """The model's structure, the function that creates every replica's initial state from
+  `(network_inputs, seeds, hyperparams, initial_weights)` (the arguments given here show
   their shapes), and that state's shardings (None without a `mesh`).
 
-  `make_network(direct_mode, network_inputs, seed)` builds the NNX model with the direct-feedback
-  wiring of `direct_mode`; `network_inputs` (arrays it builds from, such as a caller's module's
-  variables, or None) are arguments of the jitted init, not constants baked into it.
-  `make_method(seed)` gives the method whose rule draws its randomness from `seed`. Replica i
-  is built from `seeds[i]` and gets `hyperparams[name][i]` in its optimizer state; the
-  replicas are the leading axis of every leaf. `initial_weights` (a `fajax.weights_file`'s
-  arrays by name) replace the built network's in every replica, before the rule and the
-  constraint first see W.
+  It draws the network (`network.draw`), then, in a second jitted program that takes over its
+  buffers, adds the method's and the optimizer's state. `make_method(seed)` gives the method
+  whose rule draws its randomness from `seed`. Replica i gets `hyperparams[name][i]` in its
+  optimizer state; the replicas are the leading axis of every leaf. `initial_weights` (a
+  `fajax.weights_file`'s arrays by name) replace the drawn network's in every replica, before
+  the rule and the constraint first see W.
 
   Creating the state under jit gives every leaf its own buffer (B = W for BP is a copy, not an
   alias of W), so the train step can donate the whole state. On a `mesh`, the state is created
   already laid out as `sharding.state_shardings` says, with no copy on one device first.
   """
 
-  def init(network_inputs, seed, hyperparams, initial_weights):
+  def init(weights, seed, hyperparams, initial_weights):
     method = make_method(seed)
-    _, params, feedback, error_feedback, model_state = _split(
-        make_network(method.direct_mode, network_inputs, seed))
     if initial_weights is not None:
-      params, feedback, error_feedback, model_state = weights_file.start_from(
-          initial_weights,
-          weights_file.NetworkWeights(params, feedback, error_feedback, model_state))
+      weights = weights_file.start_from(initial_weights, weights)
+    params, feedback, error_feedback, model_state = weights
     kernels = layer_kernels(params, feedback)
     constraint_state = method.constraint.init(kernels)
     rule_state = method.rule.init(kernels)
@@ -225,23 +275,19 @@ def make_initializer(
         diverged_check=healthy,
     )
 
-  direct_mode = make_method(int(seeds[0])).direct_mode
-  abstract = lambda direct_mode: nnx.eval_shape(
-      lambda inputs: make_network(direct_mode, inputs, int(seeds[0])), network_inputs)
-  graphdef, *abstract_state = _split(abstract(direct_mode))
-  # Per replica, so that a replica draws what a run of its seed alone draws, to the bit.
-  num_values = sum(x.size for x in jax.tree.leaves(abstract_state))
-  exact_network = abstract(direct.ADJACENT)
-  exact_graphdef, *_ = _split(exact_network)
-  hidden_shapes = tuple(
-      (tap.layer, tap.pre_activation) for tap in direct.taps(exact_network, input_shape))
-  model = Model(graphdef, exact_graphdef, hidden_shapes, preprocess, jnp.dtype(compute_dtype))
-  init_replicas = jax.vmap(init, in_axes=(None, 0, 0, None))
+  model = Model(network.graphdef, network.exact_graphdef, network.hidden_shapes, preprocess,
+                jnp.dtype(compute_dtype))
+  init_replicas = jax.vmap(init, in_axes=(0, 0, 0, None))
   out_shardings = None
   if mesh is not None:
     out_shardings = sharding.state_shardings(
-        mesh, jax.eval_shape(init_replicas, network_inputs, seeds, hyperparams,
-                             initial_weights),
+        mesh, jax.eval_shape(init_replicas, network.drawn, seeds, hyperparams, initial_weights),
         shard_large_params)
-  return model, jax.jit(init_replicas, out_shardings=out_shardings,
-                        compiler_options=_init_compiler_options(num_values)), out_shardings
+  init_states = jax.jit(init_replicas, out_shardings=out_shardings, donate_argnums=0,
+                        compiler_options=_init_compiler_options(network.num_values))
+
+  def initialize(network_inputs, seeds, hyperparams, initial_weights):
+    return init_states(network.draw(network_inputs, seeds), seeds, hyperparams,
+                       initial_weights)
+
+  return model, initialize, out_shardings

@@ -44,9 +44,10 @@ def _metrics(workdir):
 
 
 def _programs(cache):
-  """The cached programs that matter for start-up: init, the steps and the evaluation."""
+  """The cached programs that matter for start-up: the network's draw, init, the steps and
+  the evaluation."""
   return sorted(name for name in os.listdir(cache)
-                if name.startswith(('jit_init', 'jit_train', 'jit_eval')))
+                if name.startswith(('jit_draw', 'jit_init', 'jit_train', 'jit_eval')))
 
 
 def test_cli_trains_writes_outputs_and_resumes_exactly(tmp_path, mnist_data_dir, monkeypatch):

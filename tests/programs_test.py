@@ -37,6 +37,19 @@ def test_another_config_or_model_gets_programs_of_its_own():
   assert not _shares_programs(reference, _build(model=TinyMLP(hidden=8, rngs=nnx.Rngs(0))))
 
 
+def test_builds_of_other_methods_on_the_same_network_share_the_program_that_draws_it(
+    monkeypatch):
+  monkeypatch.setattr(programs, 'networks', programs.Recent(programs.MAX_NETWORKS))
+  fa = _build(tiny_config('fa'))
+  usf_sn = _build(tiny_config('fa_usf_sn', optimizer='adam', learning_rate=1e-3))
+  assert len(programs.networks) == 1
+  assert not _shares_programs(fa, usf_sn)
+  jax.tree.map(np.testing.assert_array_equal, fa.state.params, usf_sn.state.params)
+  dfa = _build(tiny_config('dfa'))
+  assert len(programs.networks) == 2  # DFA's network holds its feedback matrices too
+  assert dfa.state.error_feedback and not fa.state.error_feedback
+
+
 class _WithAPlainDict(TinyMLP):
   """A caller's model with an attribute NNX cannot hash, so its graphdef keys nothing."""
 
@@ -53,18 +66,16 @@ def test_a_model_whose_structure_cannot_be_hashed_is_built_afresh_each_time():
   assert np.isfinite(metrics['train/loss']).all()
 
 
-def test_only_the_latest_experiments_are_kept(monkeypatch):
-  monkeypatch.setattr(programs, '_remembered', type(programs._remembered)())
-  entries = {i: programs.Programs(*(object() for _ in programs.Programs._fields))
-             for i in range(programs.MAX_EXPERIMENTS + 1)}
-  for i in range(programs.MAX_EXPERIMENTS):
-    programs.remember(i, entries[i])
-  assert programs.recall(0) is entries[0]  # now the most recently used
-  programs.remember(programs.MAX_EXPERIMENTS, entries[programs.MAX_EXPERIMENTS])
-  assert programs.recall(1) is None and programs.recall(0) is entries[0]
-  assert programs.recall(None) is None
-  programs.remember(None, entries[0])
-  assert len(programs._remembered) == programs.MAX_EXPERIMENTS
+def test_only_the_latest_entries_are_kept():
+  recent = programs.Recent(3)
+  for i in range(3):
+    recent.remember(i, f'programs {i}')
+  assert recent.recall(0) == 'programs 0'  # now the most recently used
+  recent.remember(3, 'programs 3')
+  assert recent.recall(1) is None and recent.recall(0) == 'programs 0'
+  assert recent.recall(None) is None
+  recent.remember(None, 'programs of no key')
+  assert len(recent) == 3
 
 
 def test_a_config_that_is_not_json_keys_nothing():
@@ -73,3 +84,4 @@ def test_a_config_that_is_not_json_keys_nothing():
   assert programs.key(config, 1) is None
   assert programs.key(tiny_config(), 1) == programs.key(tiny_config(), 1)
   assert programs.key(tiny_config(), {'unhashable': 1}) is None
+  assert programs.key(None, 'lenet5', 1) == (None, 'lenet5', 1)
