@@ -217,6 +217,9 @@ def make_network_program(
   drawn = jax.tree.map(lambda x: jax.ShapeDtypeStruct((len(seeds), *x.shape), x.dtype),
                        weights_file.NetworkWeights(*weights))
   shardings = None if mesh is None else sharding.state_shardings(mesh, drawn, shard_large_params)
+  if shardings is not None:  # so that the init's shapes, traced for its shardings, are its own
+    drawn = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), drawn,
+                         shardings)
   draw = jax.jit(jax.vmap(draw_one, in_axes=(None, 0)), out_shardings=shardings,
                  compiler_options=_init_compiler_options(num_values))
   return NetworkProgram(graphdef, _split(exact_network)[0], hidden_shapes, num_values, draw,
