@@ -217,7 +217,7 @@ def make_network_program(
   drawn = jax.tree.map(lambda x: jax.ShapeDtypeStruct((len(seeds), *x.shape), x.dtype),
                        weights_file.NetworkWeights(*weights))
   shardings = None if mesh is None else sharding.state_shardings(mesh, drawn, shard_large_params)
-  if shardings is not None:  # so that the init's shapes, traced for its shardings, are its own
+  if shardings is not None:  # as the drawn arrays will be: JAX then traces the init only once
     drawn = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), drawn,
                          shardings)
   draw = jax.jit(jax.vmap(draw_one, in_axes=(None, 0)), out_shardings=shardings,
