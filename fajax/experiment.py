@@ -100,7 +100,8 @@ def _network_source(config, spec: datasets.Spec, module: nnx.Module | None):
   caller's module enters as its variables (every replica starts from them), and only its
   DFA/DenseFA matrices are drawn from the seed.
   """
-  shape = (tuple(spec.input_shape), spec.num_classes, config.direct_feedback_memory_budget_mb)
+  both_read = (tuple(spec.input_shape), spec.num_classes,
+               config.direct_feedback_memory_budget_mb)  # by either kind of network
   if module is None:
 
     def make_config_network(direct_mode, inputs, seed):
@@ -113,7 +114,7 @@ def _network_source(config, spec: datasets.Spec, module: nnx.Module | None):
           direct_memory_budget_mb=config.direct_feedback_memory_budget_mb,
           error_after_pooling=config.error_after_pooling, width=config.model_width)
 
-    return make_config_network, None, (*shape, config.model, config.kernel_init,
+    return make_config_network, None, (*both_read, config.model, config.kernel_init,
                                        config.error_after_pooling, config.model_width)
 
   caller_objects_lib.check_model(module, spec, config)
@@ -125,7 +126,7 @@ def _network_source(config, spec: datasets.Spec, module: nnx.Module | None):
                        spec.num_classes, nnx.Rngs(feedback=matrices_key),
                        config.direct_feedback_memory_budget_mb, type(module).__name__)
 
-  return make_caller_network, variables, (*shape, graphdef, type(module).__name__)
+  return make_caller_network, variables, (*both_read, graphdef, type(module).__name__)
 
 
 def _jit_programs(structure: Model, initialize: Callable, state_shardings: Any,

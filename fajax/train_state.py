@@ -210,14 +210,16 @@ def make_network_program(
       (tap.layer, tap.pre_activation) for tap in direct.taps(exact_network, input_shape))
 
   def draw_one(network_inputs, seed):
-    _, *drawn = _split(make_network(direct_mode, network_inputs, seed))
-    return weights_file.NetworkWeights(*drawn)
+    _, *arrays = _split(make_network(direct_mode, network_inputs, seed))
+    return weights_file.NetworkWeights(*arrays)
 
   num_values = sum(x.size for x in jax.tree.leaves(weights))
   drawn = jax.tree.map(lambda x: jax.ShapeDtypeStruct((len(seeds), *x.shape), x.dtype),
                        weights_file.NetworkWeights(*weights))
-  shardings = None if mesh is None else sharding.state_shardings(mesh, drawn, shard_large_params)
-  if shardings is not None:  # as the drawn arrays will be: JAX then traces the init only once
+  shardings = None
+  if mesh is not None:
+    shardings = sharding.state_shardings(mesh, drawn, shard_large_params)
+    # Laid out as the drawn arrays will be, so that JAX traces the init only once.
     drawn = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), drawn,
                          shardings)
   draw = jax.jit(jax.vmap(draw_one, in_axes=(None, 0)), out_shardings=shardings,
