@@ -122,11 +122,11 @@ def conv(
   """Convolution over 1, 2 or 3 spatial axes: x [N, *spatial, C], kernel [*window, C/groups, O].
 
   `strides` and the dilations default to 1 on every spatial axis; their meaning is
-  `lax.conv_general_dilated`'s. On CPU, the 2-D convolutions where XLA is slow run as
-  im2col + matmul; elsewhere, and for grouped or input-dilated convolutions, as XLA's
-  convolution. Both give the same values up to float rounding. `forward_only`: the caller
-  never differentiates this call (an evaluation), so the route is chosen for the forward pass
-  alone.
+  `lax.conv_general_dilated`'s. Where JAX's default backend is the CPU, the 2-D convolutions
+  where XLA is slow run as im2col + matmul; elsewhere, and for grouped or input-dilated
+  convolutions, as XLA's convolution. Both give the same values up to float rounding.
+  `forward_only`: the caller never differentiates this call (an evaluation), so the route is
+  chosen for the forward pass alone.
   """
   ones = (1,) * (kernel.ndim - 2)
   strides = ones if strides is None else tuple(strides)
@@ -148,17 +148,16 @@ def conv(
         preferred_element_type=preferred_element_type,
     )
 
-  if kernel.ndim != 4 or feature_group_count != 1 or lhs_dilation != ones:
+  # The route is chosen as the op is traced, for JAX's default backend: under
+  # `lax.platform_dependent` both routes were traced and differentiated, half of a LeNet-5
+  # step's tracing and lowering (BUILD_NOTES.md, "Tests and CI time").
+  if (jax.default_backend() != 'cpu' or kernel.ndim != 4 or feature_group_count != 1
+      or lhs_dilation != ones):
     return xla_conv(x, kernel)
   outputs = math.prod(jax.eval_shape(xla_conv, x, kernel).shape[:3])
   if not _im2col_is_faster(x, kernel, outputs, forward_only):
     return xla_conv(x, kernel)
-  return lax.platform_dependent(
-      x, kernel,
-      cpu=lambda x, kernel: _im2col_conv(x, kernel, strides, padding, rhs_dilation, precision,
-                                         preferred_element_type),
-      default=xla_conv,
-  )
+  return _im2col_conv(x, kernel, strides, padding, rhs_dilation, precision, preferred_element_type)
 
 
 def feedback_op(op: Op, x: jax.Array, kernel: jax.Array, feedback: jax.Array,

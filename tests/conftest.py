@@ -9,10 +9,13 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 
 # The suite compiles hundreds of programs and runs each for a few steps, so LLVM's optimisation
 # costs far more than it saves, and XLA's older loop emitters compile LeNet-5's steps in half
-# the time of its MLIR fusion emitters (the session's own and its subprocesses' compiles;
-# BUILD_NOTES, "Tests and CI time"). Set before JAX starts its backend.
+# the time of its MLIR fusion emitters; with both cores busy (two workers), splitting the code
+# generation into parallel parts costs more than it saves (LeNet-5's steps 11%, ResNet-18's
+# 7%). These hold for the session's own and its subprocesses' compiles (BUILD_NOTES, "Tests
+# and CI time"). Set before JAX starts its backend.
 os.environ['XLA_FLAGS'] = (f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0"
-                           ' --xla_cpu_use_fusion_emitters=false')
+                           ' --xla_cpu_use_fusion_emitters=false'
+                           ' --xla_cpu_parallel_codegen_split_count=1')
 
 
 @pytest.fixture(scope='session', autouse=True)
@@ -60,7 +63,24 @@ def pytest_addoption(parser):
   parser.addoption('--runslow', action='store_true', help='also run tests marked slow')
 
 
+# Files whose tests take longest, longest first (worker-seconds in a whole local run, session
+# 16: steps 159, columns 129, models 126, ...). Under `--dist=loadfile` a worker takes the next
+# file when it finishes one, in collection order (`--no-loadscope-reorder`): long files first
+# leave short ones to even out the end, where xdist's own order (most tests first) left the
+# columns, sharding and CLI files, few tests but minutes of work, to the end.
+LONGEST_FILES = ('steps_test', 'columns_test', 'models_test', 'convert_test', 'sharding_test',
+                 'main_test', 'loop_test', 'benchmarks_test', 'reliability_test', 'vit_test',
+                 'experiment_test', 'preemption_test', 'outputs_test', 'diagnostics_test',
+                 'kernel_test', 'package_test', 'versus_pytorch_test', 'export_test')
+
+
+def _file_rank(item) -> int:
+  name = item.path.stem
+  return LONGEST_FILES.index(name) if name in LONGEST_FILES else len(LONGEST_FILES)
+
+
 def pytest_collection_modifyitems(config, items):
+  items.sort(key=_file_rank)  # stable: each file's tests keep their order
   if config.getoption('--runslow'):
     return
   skip = pytest.mark.skip(reason='slow: run with --runslow')
