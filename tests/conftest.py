@@ -64,14 +64,15 @@ def pytest_addoption(parser):
 
 
 # Files whose tests take longest, longest first (worker-seconds in a whole local run, session
-# 16: steps 159, columns 129, models 126, ...). Under `--dist=loadfile` a worker takes the next
-# file when it finishes one, in collection order (`--no-loadscope-reorder`): long files first
-# leave short ones to even out the end, where xdist's own order (most tests first) left the
-# columns, sharding and CLI files, few tests but minutes of work, to the end.
-LONGEST_FILES = ('steps_test', 'columns_test', 'models_test', 'convert_test', 'sharding_test',
-                 'main_test', 'loop_test', 'benchmarks_test', 'reliability_test', 'vit_test',
-                 'experiment_test', 'preemption_test', 'outputs_test', 'diagnostics_test',
-                 'kernel_test', 'package_test', 'versus_pytorch_test', 'export_test')
+# 16: columns 133, steps 91, models 79, sharding 67, ...). Under `--dist=loadfile` a worker
+# takes the next file when it finishes one, in collection order (`--no-loadscope-reorder`):
+# long files first leave short ones to even out the end, where xdist's own order (most tests
+# first) left the columns, sharding and CLI files, few tests but minutes of work, to the end.
+LONGEST_FILES = ('columns_test', 'steps_test', 'models_test', 'sharding_test', 'main_test',
+                 'benchmarks_test', 'loop_test', 'reliability_test', 'convert_test', 'vit_test',
+                 'preemption_test', 'outputs_test', 'experiment_test', 'package_test',
+                 'diagnostics_test', 'versus_pytorch_test', 'kernel_test', 'trackers_test',
+                 'export_test')
 
 
 def _file_rank(item) -> int:
