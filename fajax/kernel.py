@@ -149,8 +149,8 @@ def conv(
     )
 
   # The route is chosen as the op is traced, for JAX's default backend: under
-  # `lax.platform_dependent` both routes were traced and differentiated, half of a LeNet-5
-  # step's tracing and lowering (BUILD_NOTES.md, "Tests and CI time").
+  # `lax.platform_dependent` both routes were traced and differentiated, a third of a LeNet-5
+  # step's tracing (BUILD_NOTES.md, "Tests and CI time").
   if (jax.default_backend() != 'cpu' or kernel.ndim != 4 or feature_group_count != 1
       or lhs_dilation != ones):
     return xla_conv(x, kernel)
