@@ -45,12 +45,14 @@ def mean_and_std(values) -> tuple[float, float]:
 def plan(config) -> list[Replica]:
   """Every replica of the run, in the order of the train state's leading axis."""
   sweep = swept(config)
+  # Read once: a ConfigDict read costs microseconds, and a run may have many replicas.
+  seed, count = config.seed, config.replicas
+  unswept = {name: float(config[name]) for name in HYPERPARAMS}
   replicas: list[Replica] = []
   for setting in itertools.product(*sweep.values()):
-    hyperparams = {name: float(config[name]) for name in HYPERPARAMS}
-    hyperparams.update({name: float(v) for name, v in zip(sweep, setting)})
-    for r in range(config.replicas):
-      replicas.append(Replica(len(replicas), config.seed + r, hyperparams))
+    hyperparams = {**unswept, **{name: float(v) for name, v in zip(sweep, setting)}}
+    for r in range(count):
+      replicas.append(Replica(len(replicas), seed + r, hyperparams))
   return replicas
 
 
