@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 Op = Callable[[jax.Array, jax.Array], jax.Array]
@@ -42,6 +43,16 @@ IM2COL_MAX_BYTES = 64 * 2**20
 # evaluation's batch of 1000 (1.2×) and CIFAR's 5×5 first layer (1.6×), and slower for a 3×3
 # first layer of 3 channels (1.3×) (BUILD_NOTES.md, "fajax against PyTorch on one CPU").
 FORWARD_ONLY_IM2COL_MAX_WINDOW = 9
+# A first layer of one input channel and few outputs (LeNet-5's 1→6) is a poor matmul as
+# im2col (inner size kh·kw, outer size C_out) and a slow XLA convolution. Along the width it
+# is one matmul with a banded matrix: each row of kh input rows (kh·W values) against a matrix
+# whose column (w, c) holds the kernel's row weights at offsets w..w+kw-1. It does W/kw times
+# the multiplications, in a matmul shape that runs near peak: LeNet-5's conv1 forward and
+# weight gradient 11.2 → 6.8 ms at batch 128 (im2col), its forward at the evaluation's batch of
+# 1000 60 → 25 ms (XLA's). Measured faster for 4–8 outputs on images 28–64 wide, slower for 16
+# outputs or 3 input channels (BUILD_NOTES.md, "fajax against PyTorch on one CPU").
+BANDED_MAX_OUTPUT_FEATURES = 8
+BANDED_MAX_INPUT_WIDTH = 64
 
 
 def _im2col_is_faster(x: jax.Array, kernel: jax.Array, outputs: int, forward_only: bool) -> bool:
@@ -96,6 +107,34 @@ def _im2col_conv(x, kernel, strides, padding, rhs_dilation, precision, preferred
   patches = slices[0] if len(slices) == 1 else jnp.concatenate(slices, axis=-1)
   return dense(patches, kernel.reshape(window_h * window_w * in_features, out_features),
                precision=precision, preferred_element_type=preferred_element_type)
+
+
+def _banded_is_faster(x: jax.Array, kernel: jax.Array, padding_w: tuple[int, int],
+                      strides: tuple[int, ...], rhs_dilation: tuple[int, ...]) -> bool:
+  _, _, in_features, out_features = kernel.shape
+  return (in_features == 1 and out_features <= BANDED_MAX_OUTPUT_FEATURES
+          and strides == (1, 1) and rhs_dilation == (1, 1)
+          and x.shape[2] + sum(padding_w) <= BANDED_MAX_INPUT_WIDTH)
+
+
+def _banded_conv(x, kernel, padding, precision, preferred_element_type):
+  """A stride-1 2-D convolution as one matmul of stacked input rows with a banded matrix."""
+  window_h, window_w, in_features, out_features = kernel.shape
+  x = jnp.pad(x, ((0, 0), *padding, (0, 0)))
+  n, height, width, _ = x.shape
+  out_h, out_w = height - window_h + 1, width - window_w + 1
+  # band[i, v, c, w, o] = kernel[i, v - w, c, o] where 0 <= v - w < kw, else 0: a product with
+  # a 0/1 matrix, so it is exact and transposes (the weight gradient) as plainly.
+  shifts = np.zeros((window_w, width, out_w), kernel.dtype)
+  for offset in range(window_w):
+    shifts[offset, np.arange(out_w) + offset, np.arange(out_w)] = 1
+  band = jnp.einsum('jvw,ijco->ivcwo', shifts, kernel, precision=lax.Precision.HIGHEST)
+  rows = jnp.concatenate(
+      [x[:, i:i + out_h].reshape(n, out_h, width * in_features) for i in range(window_h)],
+      axis=-1)
+  y = dense(rows, band.reshape(window_h * width * in_features, out_w * out_features),
+            precision=precision, preferred_element_type=preferred_element_type)
+  return y.reshape(n, out_h, out_w, out_features)
 
 
 def _channels_last(spatial_dims: int) -> lax.ConvDimensionNumbers:
@@ -154,6 +193,10 @@ def conv(
   if (jax.default_backend() != 'cpu' or kernel.ndim != 4 or feature_group_count != 1
       or lhs_dilation != ones):
     return xla_conv(x, kernel)
+  pads = (lax.padtype_to_pads(x.shape[1:3], kernel.shape[:2], strides, padding)
+          if isinstance(padding, str) else padding)
+  if _banded_is_faster(x, kernel, pads[1], strides, rhs_dilation):
+    return _banded_conv(x, kernel, pads, precision, preferred_element_type)
   outputs = math.prod(jax.eval_shape(xla_conv, x, kernel).shape[:3])
   if not _im2col_is_faster(x, kernel, outputs, forward_only):
     return xla_conv(x, kernel)

@@ -17,6 +17,9 @@ CONV_SETTINGS = [
     dict(strides=(1, 1), padding='SAME', feature_group_count=2),
     dict(strides=(2, 1), padding='VALID', feature_group_count=4),  # depthwise
     dict(strides=(1, 1), padding=((1, 1), (2, 0)), lhs_dilation=(2, 1)),
+    # One input channel and few outputs: on CPU, one matmul with a banded matrix.
+    dict(strides=(1, 1), padding='VALID', in_features=1),
+    dict(strides=(1, 1), padding=((2, 1), (0, 3)), in_features=1),
     # 1-D and 3-D
     dict(strides=(2,), padding='SAME'),
     dict(strides=(1,), padding=((2, 1),), rhs_dilation=(2,), feature_group_count=2),
@@ -30,12 +33,14 @@ CHANNELS_LAST = {1: ('NWC', 'WIO', 'NWC'), 2: ('NHWC', 'HWIO', 'NHWC'),
 
 
 def _conv_case(settings):
+  settings = dict(settings)
+  in_features = settings.pop('in_features', 4)
   groups = settings.get('feature_group_count', 1)
   spatial = SPATIAL_SHAPES[len(settings['strides'])]
   op = functools.partial(kernel.conv, **settings)
   keys = jax.random.split(jax.random.key(0), 3)
-  x = jax.random.normal(keys[0], (3, *spatial, 4))
-  w = jax.random.normal(keys[1], (*(3,) * len(spatial), 4 // groups, 8))
+  x = jax.random.normal(keys[0], (3, *spatial, in_features))
+  w = jax.random.normal(keys[1], (*(3,) * len(spatial), in_features // groups, 8))
   b = jax.random.normal(keys[2], w.shape)
   return op, x, w, b
 
@@ -161,6 +166,26 @@ def test_small_convolutions_run_as_matmuls_on_cpu_and_large_ones_as_convolutions
   input_dilated = _compiled_ops(dict(padding=((2, 2), (2, 2)), lhs_dilation=(2, 2)),
                                 (8, 16, 16, 3), (5, 5, 3, 32))
   assert all('convolution(' in ops for ops in (one_d, three_d, input_dilated))
+
+
+@pytest.mark.skipif(jax.default_backend() != 'cpu', reason='the banded formulation is CPU only')
+def test_one_input_channel_and_few_outputs_run_as_one_banded_matmul():
+  def matmul(x_shape, w_shape, **settings):
+    """The weights' shape in the matmul that computes the output."""
+    jaxpr = jax.make_jaxpr(functools.partial(kernel.conv, **settings))(
+        jnp.zeros(x_shape), jnp.zeros(w_shape))
+    [*_, last] = [e for e in jaxpr.eqns if e.primitive.name == 'dot_general']
+    return last.invars[1].aval.shape
+
+  # LeNet-5's conv1: 5 rows of the 32-wide image against a (5·32) × (28·6) banded matrix.
+  assert matmul((2, 32, 32, 1), (5, 5, 1, 6)) == (5 * 32, 28 * 6)
+  assert matmul((2, 28, 28, 1), (3, 3, 1, 8), padding='SAME') == (3 * 30, 28 * 8)
+  # Not for more outputs, more input channels, strides, or wide images (im2col's inner size
+  # is kh·kw·C_in).
+  assert matmul((2, 28, 28, 1), (5, 5, 1, 16)) == (25, 16)
+  assert matmul((2, 32, 32, 3), (5, 5, 3, 6)) == (75, 6)
+  assert matmul((2, 32, 32, 1), (5, 5, 1, 6), strides=(2, 2)) == (25, 6)
+  assert matmul((2, 96, 96, 1), (5, 5, 1, 6)) == (25, 6)
 
 
 @pytest.mark.skipif(jax.default_backend() != 'cpu', reason='the im2col formulation is CPU only')
