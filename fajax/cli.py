@@ -33,6 +33,21 @@ def compilation_cache_dir(flag_value: str | None) -> str:
   return user_cache.folder('xla')
 
 
+# JAX caches only programs that compiled in a second or more. A command's draw and evaluation
+# compile in ≈ 0.7–0.8 s each (LeNet-5) and read back in ≈ 0.1 s: 1.3 s of every repeated
+# command (BUILD_NOTES.md, "fajax against PyTorch on one CPU").
+CACHE_MIN_COMPILE_SECONDS = 0.2
+
+
+def use_compilation_cache(flag_value: str | None) -> None:
+  """Points JAX's persistent compilation cache at the folder `compilation_cache_dir` names
+  and, unless $JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS says otherwise, caches every program
+  that compiled in at least CACHE_MIN_COMPILE_SECONDS. Process-wide: for the commands only."""
+  jax.config.update('jax_compilation_cache_dir', compilation_cache_dir(flag_value) or None)
+  if 'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS' not in os.environ:
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', CACHE_MIN_COMPILE_SECONDS)
+
+
 def run(body: Callable[..., None], positional: bool = False) -> None:
   """Parses flags and runs `body`; a FajaxError becomes `fajax: error: …` and exit status 2, a
   run stopped by a signal (`fajax.preemption`) one line and exit status 75.
@@ -52,9 +67,7 @@ def run(body: Callable[..., None], positional: bool = False) -> None:
     # A process-wide allocator setting: the commands own their process, a library call does not
     # (`fajax.train` from a notebook or a user's program leaves the allocator alone).
     host_memory.retain_freed_buffers()
-    # Also process-wide, so set here and not by the library.
-    jax.config.update('jax_compilation_cache_dir',
-                      compilation_cache_dir(_COMPILATION_CACHE_DIR.value) or None)
+    use_compilation_cache(_COMPILATION_CACHE_DIR.value)
     try:
       body(argv) if positional else body()
     except FajaxError as e:

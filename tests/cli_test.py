@@ -3,6 +3,7 @@ compilation cache lives."""
 
 import sys
 
+import jax
 import pytest
 
 from fajax import cli
@@ -22,6 +23,25 @@ def test_the_compilation_cache_folder_comes_from_the_flag_then_jax_then_the_user
   monkeypatch.delenv('XDG_CACHE_HOME')
   monkeypatch.setenv('HOME', '/home/me')
   assert cli.compilation_cache_dir(None) == '/home/me/.cache/fajax/xla'
+
+
+def test_the_commands_cache_programs_of_a_fifth_of_a_second_unless_told_otherwise(monkeypatch):
+  option = 'jax_persistent_cache_min_compile_time_secs'
+  # The folder stays the one this session uses.
+  monkeypatch.setattr(cli, 'compilation_cache_dir',
+                      lambda flag_value: jax.config.jax_compilation_cache_dir)
+  before = getattr(jax.config, option)
+  try:
+    monkeypatch.delenv('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', raising=False)
+    jax.config.update(option, 1.0)  # JAX's default
+    cli.use_compilation_cache(None)
+    assert getattr(jax.config, option) == cli.CACHE_MIN_COMPILE_SECONDS == 0.2
+    monkeypatch.setenv('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '3')
+    jax.config.update(option, 3.0)  # as JAX reads it from the environment at import
+    cli.use_compilation_cache(None)
+    assert getattr(jax.config, option) == 3.0
+  finally:
+    jax.config.update(option, before)
 
 
 def test_an_experiment_name_becomes_its_packaged_file_and_a_path_stays_as_given():
