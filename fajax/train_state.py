@@ -39,19 +39,22 @@ _LEARNED_OR_FEEDBACK = nnx.Any(nnx.Param, Feedback, ErrorFeedback)
 # LLVM's optimisation of JAX's Threefry loop takes seconds per parameter shape on CPU (LeNet-5's
 # init: ≈ 10 s of a run's start); unoptimised, the same integer hash and float transforms give
 # the same values (to the last bit, but for an ulp where LLVM would fuse a multiply-add), in a
-# fraction of that. But they run ≈ 8× slower (37 M normals: 9 s), so past a few million
-# values the optimised init is the faster one (BUILD_NOTES.md, "Tests and CI time").
+# fraction of that. But they run ≈ 5× slower (ResNet-18's 23 M values: 2.4 s against 0.5), so
+# past a few million values the optimised init is the faster one, compiled as XLA compiles by
+# default: under the older loop emitters that XLA_FLAGS may choose (the test suite does) its
+# compile takes 1.6× as long (ResNet-18: 6.5 against 3.9 s) (BUILD_NOTES.md, "Tests and CI time").
 UNOPTIMISED_INIT_MAX_VALUES = 4_000_000
 
 
 def _init_compiler_options(num_values: int) -> dict | None:
   """XLA options for the init program of a replica's state of `num_values` numbers:
-  unoptimised on CPU for a small state, XLA's default level (2) for a large one, whatever
-  XLA_FLAGS says."""
+  unoptimised on CPU for a small state, XLA's defaults (level 2, its fusion emitters) for a
+  large one, whatever XLA_FLAGS say."""
   if jax.default_backend() != 'cpu':
     return None
-  level = 0 if num_values <= UNOPTIMISED_INIT_MAX_VALUES else 2
-  return {'xla_backend_optimization_level': level}
+  if num_values <= UNOPTIMISED_INIT_MAX_VALUES:
+    return {'xla_backend_optimization_level': 0}
+  return {'xla_backend_optimization_level': 2, 'xla_cpu_use_fusion_emitters': True}
 
 
 @flax.struct.dataclass

@@ -178,4 +178,4 @@ def test_the_init_compiles_unoptimised_on_cpu_only_for_a_small_state():
   largest_small = train_state.UNOPTIMISED_INIT_MAX_VALUES
   assert train_state._init_compiler_options(largest_small) == {'xla_backend_optimization_level': 0}
   assert train_state._init_compiler_options(largest_small + 1) == {
-      'xla_backend_optimization_level': 2}
+      'xla_backend_optimization_level': 2, 'xla_cpu_use_fusion_emitters': True}
