@@ -162,8 +162,9 @@ def conv(
 
   `strides` and the dilations default to 1 on every spatial axis; their meaning is
   `lax.conv_general_dilated`'s. Where JAX's default backend is the CPU, the 2-D convolutions
-  where XLA is slow run as im2col + matmul; elsewhere, and for grouped or input-dilated
-  convolutions, as XLA's convolution. Both give the same values up to float rounding.
+  where XLA is slow run as one matmul (im2col, or for one input channel and few outputs a
+  banded matrix); elsewhere, and for grouped or input-dilated convolutions, as XLA's
+  convolution. All give the same values up to float rounding.
   `forward_only`: the caller never differentiates this call (an evaluation), so the route is
   chosen for the forward pass alone.
   """
