@@ -137,7 +137,10 @@ def _tap(act, layer, sources, a, carrier, matrices):
 
 
 def _tap_fwd(act, layer, sources, a, carrier, matrices):
-  return (act(a), carrier), (a, matrices)
+  # act as differentiated, as `_tap_bwd` recomputes it, so that XLA computes it once: a
+  # route taken only where nothing differentiates (`models.common.max_pool`'s) would differ.
+  h, _ = jax.vjp(act, a)
+  return (h, carrier), (a, matrices)
 
 
 def _tap_bwd(act, layer, sources, residuals, cotangents):

@@ -11,6 +11,7 @@ from fajax import direct
 from fajax import models
 from fajax.errors import ConfigError
 from fajax.layers import FeedbackDense, default_kernel_init
+from fajax.models import common
 from fajax.models.common import relu_then_pool
 from tests.fixtures import mlp_batch, mlp_by_hand
 
@@ -197,3 +198,12 @@ def test_error_after_pooling_needs_a_model_with_pooled_taps():
   assert {name: m[...].shape for name, m in lenet.direct.matrices.items()} == {
       'conv1_from_output': (10, 6 * 14 * 14), 'conv2_from_output': (10, 16 * 5 * 5),
       'conv3_from_output': (10, 120)}
+
+
+def test_a_tap_computes_its_activation_by_the_route_its_backward_pass_recomputes():
+  # Pooling's forward-only route (strided views) in the forward pass would be computed beside
+  # the differentiated one (a reduction) that the backward pass needs, instead of once.
+  act = lambda a: common.max_pool(jax.nn.relu(a), 2, 2)
+  loss = lambda a: jnp.sum(direct._tap(act, 'conv', (direct.ADJACENT,), a, {}, {})[0] ** 2)
+  lowered = jax.jit(jax.grad(loss)).lower(jnp.ones((2, 4, 4, 3))).as_text()
+  assert 'reduce' in lowered and 'stablehlo.slice' not in lowered

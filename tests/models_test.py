@@ -142,3 +142,12 @@ def test_max_pool_matches_flax_values_and_gradients(window, stride, padding):
   weights = jnp.arange(ours(x).size, dtype=jnp.float32).reshape(ours(x).shape)
   grads = [jax.grad(lambda x, f=f: jnp.sum(f(x) * weights))(x) for f in (ours, flax_pool)]
   np.testing.assert_array_equal(*grads)
+
+
+def test_tiled_max_pool_takes_strided_views_only_where_nothing_differentiates():
+  x = jnp.zeros((2, 8, 8, 3))
+  pool = lambda x: common.max_pool(x, 2, 2)
+  evaluated = jax.jit(pool).lower(x).as_text()
+  differentiated = jax.jit(jax.grad(lambda x: pool(x).sum())).lower(x).as_text()
+  assert 'stablehlo.slice' in evaluated and 'reduce' not in evaluated
+  assert 'reduce' in differentiated and 'stablehlo.slice' not in differentiated

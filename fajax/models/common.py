@@ -19,13 +19,45 @@ def max_pool(x: jax.Array, window: int, stride: int, padding: str = 'VALID') -> 
   columns, as the maximum of strided views; `nnx.max_pool`'s select-and-scatter backward is
   1.4–6× slower.
   """
-  n, height, width, channels = x.shape
+  _, height, width, _ = x.shape
   if window == stride and padding == 'VALID' and height % window == width % window == 0:
-    return x.reshape(n, height // window, window, width // window, window, channels).max((2, 4))
+    return _tiled_max_pool(x, window)
+  return _max_of_views(x, window, stride, padding)
+
+
+def _max_of_views(x, window, stride, padding):
   for shape, strides in (((window, 1), (stride, 1)), ((1, window), (1, stride))):
     views = kernel.window_slices(x, shape, strides, padding, pad_value=-jnp.inf)
     x = functools.reduce(jnp.maximum, views)
   return x
+
+
+def _reshaped_max(x, window):
+  n, height, width, channels = x.shape
+  return x.reshape(n, height // window, window, width // window, window, channels).max((2, 4))
+
+
+# Non-overlapping windows, differentiated, as the reduction over a reshape; where nothing
+# differentiates them (an evaluation: a custom_vjp's own body runs only there) as the maximum of
+# strided views, the same values: after a bias and ReLU, XLA's CPU backend fuses the reduction
+# with the matmul before it into one slow kernel (LeNet-5's conv1 block at the evaluation's
+# batch of 1000: 46.8 ms, with strided views 31.3; BUILD_NOTES.md, "fajax against PyTorch on
+# one CPU").
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _tiled_max_pool(x, window):
+  return _max_of_views(x, window, window, 'VALID')
+
+
+def _tiled_max_pool_fwd(x, window):
+  return jax.vjp(lambda x: _reshaped_max(x, window), x)
+
+
+def _tiled_max_pool_bwd(window, pullback, dy):
+  del window
+  return pullback(dy)
+
+
+_tiled_max_pool.defvjp(_tiled_max_pool_fwd, _tiled_max_pool_bwd)
 
 
 def relu_then_pool(path, layer: str, a: jax.Array, pool, error_after_pooling: bool):
