@@ -17,7 +17,8 @@ def max_pool(x: jax.Array, window: int, stride: int, padding: str = 'VALID') -> 
   Written so that XLA's CPU backward pass is fast (BUILD_NOTES.md, "Speed (issue 7)"):
   non-overlapping windows as a reduction over a reshape, overlapping ones over rows, then over
   columns, as the maximum of strided views; `nnx.max_pool`'s select-and-scatter backward is
-  1.4–6× slower.
+  1.4–6× slower. Non-overlapping windows that nothing differentiates (an evaluation) are
+  strided views too.
   """
   _, height, width, _ = x.shape
   if window == stride and padding == 'VALID' and height % window == width % window == 0:
