@@ -194,7 +194,8 @@ def conv(
   if (jax.default_backend() != 'cpu' or kernel.ndim != 4 or feature_group_count != 1
       or lhs_dilation != ones):
     return xla_conv(x, kernel)
-  pads = (lax.padtype_to_pads(x.shape[1:3], kernel.shape[:2], strides, padding)
+  dilated_window = tuple((k - 1) * d + 1 for k, d in zip(kernel.shape[:2], rhs_dilation))
+  pads = (lax.padtype_to_pads(x.shape[1:3], dilated_window, strides, padding)
           if isinstance(padding, str) else padding)
   if _banded_is_faster(x, kernel, pads[1], strides, rhs_dilation):
     return _banded_conv(x, kernel, pads, precision, preferred_element_type)
