@@ -34,15 +34,17 @@ def compilation_cache_dir(flag_value: str | None) -> str:
 
 
 # JAX caches only programs that compiled in a second or more. A command's draw and evaluation
-# compile in ≈ 0.7–0.8 s each (LeNet-5) and read back in ≈ 0.1 s: 1.3 s of every repeated
-# command (BUILD_NOTES.md, "fajax against PyTorch on one CPU").
-CACHE_MIN_COMPILE_SECONDS = 0.2
+# compile in ≈ 0.7–0.8 s each (LeNet-5) and its 22 smaller programs in ≈ 0.5 s together; all
+# read back faster than they compile, and a repeated command that compiles nothing also peaks
+# ≈ 50 MB lower (BUILD_NOTES.md, "fajax against PyTorch on one CPU").
+CACHE_MIN_COMPILE_SECONDS = 0.0
 
 
 def use_compilation_cache(flag_value: str | None) -> None:
   """Points JAX's persistent compilation cache at the folder `compilation_cache_dir` names
   and, unless $JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS says otherwise, caches every program
-  that compiled in at least CACHE_MIN_COMPILE_SECONDS. Process-wide: for the commands only."""
+  that compiled in CACHE_MIN_COMPILE_SECONDS or more: all of them. Process-wide: for the
+  commands only."""
   jax.config.update('jax_compilation_cache_dir', compilation_cache_dir(flag_value) or None)
   if 'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS' not in os.environ:
     jax.config.update('jax_persistent_cache_min_compile_time_secs', CACHE_MIN_COMPILE_SECONDS)

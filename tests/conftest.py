@@ -43,8 +43,10 @@ def compilation_cache(tmp_path_factory) -> str:
   """One persistent XLA compilation cache for the session's workers and the runs they start.
 
   Tests compile the same steps many times (a CLI run and its resume, each rule's test on
-  LeNet-5, the same method in several files); with the cache each compiles once. The xdist
-  workers share it: JAX's cache writes whole files, and a read that fails recompiles.
+  LeNet-5, the same method in several files); with the cache each compiles once. Every program
+  is cached, however fast it compiled: each test subprocess compiles the same few dozen small
+  ones. The xdist workers share it: JAX's cache writes whole files, and a read that fails
+  recompiles.
   """
   root = tmp_path_factory.getbasetemp()
   if os.environ.get('PYTEST_XDIST_WORKER'):
@@ -53,9 +55,9 @@ def compilation_cache(tmp_path_factory) -> str:
   directory.mkdir(exist_ok=True)
   # The subprocesses read the same settings from the environment.
   os.environ['JAX_COMPILATION_CACHE_DIR'] = str(directory)
-  os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0.2'
+  os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
   jax.config.update('jax_compilation_cache_dir', str(directory))
-  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.2)
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
   return str(directory)
 
 

@@ -53,8 +53,9 @@ def _programs(cache):
 def test_cli_trains_writes_outputs_and_resumes_exactly(tmp_path, mnist_data_dir, monkeypatch):
   full, resumed = tmp_path / 'full', tmp_path / 'resumed'
   cache = tmp_path / 'xla'
-  # Cache every program, however fast it compiled: under the suite's compile flags the
-  # evaluation compiles near the suite's 0.2 s threshold, and would be cached only sometimes.
+  # Cache every program, however fast it compiled (the suite's setting too): under the suite's
+  # compile flags the evaluation compiles in ≈ 0.2 s, and a threshold near that caches it only
+  # sometimes.
   monkeypatch.setenv('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
   run = lambda workdir: _cli('mnist_fa_usf_sn', workdir, *SMALL_RUN,
                              f'--compilation_cache_dir={cache}', data_dir=mnist_data_dir)
