@@ -8,11 +8,26 @@ import sys
 
 import pytest
 
+import fajax
+from fajax import column
+from fajax import experiments
+from fajax.errors import DivergenceError
+
 REPO = pathlib.Path(__file__).resolve().parent.parent
-SMALL = ['--config.train_examples_limit=2048', '--config.eval_examples_limit=256']
+SMALL = dict(train_examples_limit=2048, eval_examples_limit=256)
 # Runs whose subject is not the alignment measures skip the diagnosed step, whose program
 # compiles in about twice the time of the plain step's.
-UNDIAGNOSED = '--config.diagnostics=False'
+UNDIAGNOSED = dict(diagnostics=False)
+
+
+def _config(experiment, **fields):
+  config = column.load_config(experiments.path_of(experiment))
+  config.update(**SMALL, **UNDIAGNOSED, **fields)
+  return config
+
+
+def _flags(fields: dict) -> list[str]:
+  return [f'--config.{name}={value}' for name, value in fields.items()]
 
 
 def _cli(workdir, *args, data_dir=''):
@@ -23,15 +38,14 @@ def _cli(workdir, *args, data_dir=''):
 
 
 def test_divergence_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
-    tmp_path, mnist_data_dir):
-  result = _cli(tmp_path, '--config=mnist_fa', *SMALL,
-                '--config.learning_rate=1e4', '--config.num_train_steps=200',
-                '--config.checkpoint_every_steps=2', '--config.log_every_steps=2', UNDIAGNOSED,
-                data_dir=mnist_data_dir)
-  assert result.returncode == 2
-  assert 'Traceback' not in result.stderr
-  [line] = [l for l in result.stderr.splitlines() if l.startswith('fajax: error: ')]
-  assert line.startswith('fajax: error: training diverged at step ')
+    tmp_path, mnist_data_dir, monkeypatch):
+  # In this process: the command prints the error's message as one line (the tests above).
+  monkeypatch.setenv('FAJAX_DATA_DIR', mnist_data_dir)
+  with pytest.raises(DivergenceError) as raised:
+    fajax.train(_config('mnist_fa', learning_rate=1e4, num_train_steps=200,
+                        checkpoint_every_steps=2, log_every_steps=2), str(tmp_path))
+  [line] = str(raised.value).splitlines()
+  assert line.startswith('training diverged at step ')
   diverged = int(line.split('at step ')[1].split(':')[0])
   kept = sorted(int(s) for s in os.listdir(tmp_path / 'checkpoints'))
   assert kept and max(kept) < diverged
@@ -81,20 +95,28 @@ def test_missing_config_file_is_one_line_exit_2(tmp_path):
   assert 'cannot load --config' in line and 'mnist_nothing.py' in line
 
 
-def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, mnist_data_dir):
-  args = ['--config=mnist_bp', *SMALL, '--config.num_train_steps=20',
-          '--config.checkpoint_every_steps=10', '--config.log_every_steps=10', UNDIAGNOSED]
-  first = _cli(tmp_path, *args, data_dir=mnist_data_dir)
-  assert first.returncode == 0, first.stderr
+# The failed read of the damaged checkpoint leaves a TensorStore callback that later finds
+# Orbax's event loop closed; Python reports it as an ignored exception.
+@pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptionWarning')
+def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, mnist_data_dir,
+                                                                 monkeypatch, capsys):
+  # In this process, whose second run reuses the first's compiled programs.
+  monkeypatch.setenv('FAJAX_DATA_DIR', mnist_data_dir)
+  run = lambda: fajax.train(
+      _config('mnist_bp', num_train_steps=20, checkpoint_every_steps=10, log_every_steps=10),
+      str(tmp_path))
+  first = run()
   for path in (tmp_path / 'checkpoints' / '20').rglob('*'):
     if path.is_file() and path.parent.name == 'd':
       path.write_bytes(path.read_bytes()[:20])
-  again = _cli(tmp_path, *args, data_dir=mnist_data_dir)
-  assert again.returncode == 0, again.stderr
-  assert 'warning: the checkpoint at step 20 cannot be read' in again.stdout
-  assert 'Resumed from the checkpoint at step 10' in again.stdout
-  final = lambda out: out.strip().splitlines()[-1]
-  assert final(again.stdout) == final(first.stdout)  # the same result as never damaged
+  capsys.readouterr()
+  again = run()
+  printed = capsys.readouterr().out
+  assert 'warning: the checkpoint at step 20 cannot be read' in printed
+  assert 'Resumed from the checkpoint at step 10' in printed
+  # The same result as never damaged.
+  assert (again['eval/loss'], again['eval/top1_error']) == (first['eval/loss'],
+                                                            first['eval/top1_error'])
 
 
 def test_a_dead_process_stops_the_others(tmp_path, mnist_data_dir):
@@ -102,9 +124,9 @@ def test_a_dead_process_stops_the_others(tmp_path, mnist_data_dir):
 
   workdir = tmp_path / 'run'
   launcher = subprocess.Popen(
-      ['bash', 'launch/local.sh', '2', '1', '--', '--config=mnist_bp',
-       f'--workdir={workdir}', *SMALL, '--config.num_train_steps=100000',
-       '--config.log_every_steps=5', UNDIAGNOSED],  # its log: the sign that training runs
+      # Its log (every 5 steps) is the sign that training runs.
+      ['bash', 'launch/local.sh', '2', '1', '--', '--config=mnist_bp', f'--workdir={workdir}',
+       *_flags({**SMALL, **UNDIAGNOSED, 'num_train_steps': 100000, 'log_every_steps': 5})],
       cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
       env={**os.environ, 'FAJAX_DATA_DIR': mnist_data_dir,
            'FAJAX_LAUNCH_LOGS': str(tmp_path / 'logs')})
