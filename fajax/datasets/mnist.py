@@ -78,8 +78,8 @@ def _read_idx_stream(f, path: str, magic: int, count: int) -> np.ndarray:
   dims = [int.from_bytes(header[4 * (i + 1) : 4 * (i + 2)], 'big') for i in range(ndim)]
   if dims[0] != count:
     raise DataError(f'{path} holds {dims[0]} items, expected {count}')
-  array = np.empty(dims, np.uint8)
-  view, found = memoryview(array).cast('B'), 0
+  array: np.ndarray = np.empty(dims, np.uint8)
+  view, found = array.reshape(-1).data, 0  # one byte per element: uint8
   while found < array.size and (read := f.readinto(view[found:found + _READ_BYTES])):
     found += read
   found += len(f.read())  # bytes beyond the data: a padded file
