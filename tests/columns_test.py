@@ -16,9 +16,9 @@ ONE_STEP = dict(num_train_steps=1, batch_size=4, eval_batch_size=4, eval_example
 
 
 def _config(experiment, diagnosed=False, **fields):
-  """The experiment's config for one step. Its step is diagnosed by default, and a diagnosed
-  step's program compiles in twice the plain one's time: one model with residual blocks and
-  batch norm (ResNet-20) is diagnosed here; the others' layers are on LeNet-5
+  """The experiment's config for one step, diagnosed only where `diagnosed`: a diagnosed step's
+  program compiles in twice the plain one's time, so one model with residual blocks and batch
+  norm (ResNet-20) is diagnosed here; the others' layers are diagnosed on LeNet-5
   (diagnostics_test)."""
   config = column.load_config(experiments.path_of(experiment))
   config.update(**ONE_STEP, diagnostics=diagnosed, **fields)
@@ -51,6 +51,6 @@ def test_densefa_on_the_cifar_convnet_is_refused_under_the_default_budget(tmp_pa
                                                                         monkeypatch):
   write_cifar10(tmp_path / 'data')
   monkeypatch.setenv('FAJAX_DATA_DIR', str(tmp_path / 'data'))
-  config = _config('cifar10_1_densefa', diagnosed=True, direct_feedback_memory_budget_mb=2048)
+  config = _config('cifar10_1_densefa', direct_feedback_memory_budget_mb=2048)
   with pytest.raises(ConfigError, match='feedback matrices of cifar_convnet need 8,325.7 MB'):
     fajax.train(config, str(tmp_path / 'run'))
