@@ -6,7 +6,8 @@ instead, while `dW = op_W^T(dy; x)` stays the ordinary local weight gradient. Bo
 come from `jax.linear_transpose` of the forward op, so one kernel serves dense layers,
 convolutions of any dimension, stride, padding, dilation or feature grouping, and any
 `dot_general` or einsum, and with B = W it returns exactly what `jax.grad` of the plain op
-returns.
+returns (up to float rounding where a layer gives the input gradient a faster route of the
+same op, as `conv` does for LeNet-5's second layer at large batches).
 """
 
 import functools
@@ -53,6 +54,15 @@ FORWARD_ONLY_IM2COL_MAX_WINDOW = 9
 # outputs or 3 input channels (BUILD_NOTES.md, "fajax against PyTorch on one CPU").
 BANDED_MAX_OUTPUT_FEATURES = 8
 BANDED_MAX_INPUT_WIDTH = 64
+# The input gradient of an im2col convolution is a matmul of inner size C_out, then kh·kw
+# shifted sums; where the window spans a third of the image or more and C_out is small, the
+# banded route's transpose (one matmul of inner size W_out·C_out) is faster at large batches:
+# LeNet-5's conv2 (14 wide, 5×5, 6 → 16) 3.68 → 2.98 ms alone at batch 128, its steps at batch
+# 128 1–1.8 ms faster, but 0.95 → 1.29 ms at batch 32, and 2.4× slower on a 16-wide 3×3 layer
+# of 32 outputs (BUILD_NOTES.md, "fajax against PyTorch on one CPU").
+BANDED_GRADIENT_MAX_OUTPUT_FEATURES = 16
+BANDED_GRADIENT_MIN_BATCH = 64
+BANDED_GRADIENT_MAX_WINDOWS_ACROSS = 3
 
 
 def _im2col_is_faster(x: jax.Array, kernel: jax.Array, outputs: int, forward_only: bool) -> bool:
@@ -117,6 +127,16 @@ def _banded_is_faster(x: jax.Array, kernel: jax.Array, padding_w: tuple[int, int
           and x.shape[2] + sum(padding_w) <= BANDED_MAX_INPUT_WIDTH)
 
 
+def _banded_input_gradient_is_faster(x: jax.Array, kernel: jax.Array, padding_w: tuple[int, int],
+                                     strides: tuple[int, ...],
+                                     rhs_dilation: tuple[int, ...]) -> bool:
+  window_w, out_features = kernel.shape[1], kernel.shape[3]
+  return (out_features <= BANDED_GRADIENT_MAX_OUTPUT_FEATURES
+          and x.shape[0] >= BANDED_GRADIENT_MIN_BATCH
+          and strides == (1, 1) and rhs_dilation == (1, 1)
+          and x.shape[2] + sum(padding_w) <= BANDED_GRADIENT_MAX_WINDOWS_ACROSS * window_w)
+
+
 def _banded_conv(x, kernel, padding, precision, preferred_element_type):
   """A stride-1 2-D convolution as one matmul of stacked input rows with a banded matrix."""
   window_h, window_w, in_features, out_features = kernel.shape
@@ -157,6 +177,7 @@ def conv(
     precision=None,
     preferred_element_type=None,
     forward_only: bool = False,
+    input_gradient_only: bool = False,
 ) -> jax.Array:
   """Convolution over 1, 2 or 3 spatial axes: x [N, *spatial, C], kernel [*window, C/groups, O].
 
@@ -166,7 +187,9 @@ def conv(
   banded matrix); elsewhere, and for grouped or input-dilated convolutions, as XLA's
   convolution. All give the same values up to float rounding.
   `forward_only`: the caller never differentiates this call (an evaluation), so the route is
-  chosen for the forward pass alone.
+  chosen for the forward pass alone. `input_gradient_only`: the caller only transposes this
+  call with respect to x (the feedback kernel's input gradient), so the route is chosen for
+  that transpose.
   """
   ones = (1,) * (kernel.ndim - 2)
   strides = ones if strides is None else tuple(strides)
@@ -202,38 +225,43 @@ def conv(
   outputs = math.prod(jax.eval_shape(xla_conv, x, kernel).shape[:3])
   if not _im2col_is_faster(x, kernel, outputs, forward_only):
     return xla_conv(x, kernel)
+  if input_gradient_only and _banded_input_gradient_is_faster(x, kernel, pads[1], strides,
+                                                              rhs_dilation):
+    return _banded_conv(x, kernel, pads, precision, preferred_element_type)
   return _im2col_conv(x, kernel, strides, padding, rhs_dilation, precision, preferred_element_type)
 
 
 def feedback_op(op: Op, x: jax.Array, kernel: jax.Array, feedback: jax.Array,
-                forward_only_op: Op | None = None) -> jax.Array:
+                forward_only_op: Op | None = None,
+                input_gradient_op: Op | None = None) -> jax.Array:
   """`op(x, kernel)` whose input cotangent is computed with `feedback` in place of `kernel`.
 
   `feedback` receives no gradient: it is changed only by a feedback rule. `forward_only_op`:
-  the same op by a route that is faster where it is not differentiated (an evaluation); by
-  default `op`.
+  the same op by a route that is faster where it is not differentiated (an evaluation);
+  `input_gradient_op`: by a route whose transpose in x is faster (the input gradient). Both
+  default to `op`.
   """
-  return _feedback_op(op, forward_only_op or op, x, kernel, feedback)
+  return _feedback_op(op, forward_only_op or op, input_gradient_op or op, x, kernel, feedback)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
-def _feedback_op(op, forward_only_op, x, kernel, feedback):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
+def _feedback_op(op, forward_only_op, input_gradient_op, x, kernel, feedback):
   # A custom_vjp's own body runs only where it is not differentiated; training runs the
   # forward rule below.
-  del op, feedback
+  del op, input_gradient_op, feedback
   return forward_only_op(x, kernel)
 
 
-def _feedback_op_fwd(op, forward_only_op, x, kernel, feedback):
-  del forward_only_op
+def _feedback_op_fwd(op, forward_only_op, input_gradient_op, x, kernel, feedback):
+  del forward_only_op, input_gradient_op
   # The op is linear in both arguments, so the backward pass needs x and B, never W.
   return op(x, kernel), (x, feedback)
 
 
-def _feedback_op_bwd(op, forward_only_op, residuals, dy):
+def _feedback_op_bwd(op, forward_only_op, input_gradient_op, residuals, dy):
   del forward_only_op
   x, feedback = residuals
-  (dx,) = jax.linear_transpose(lambda x_: op(x_, feedback), x)(dy)
+  (dx,) = jax.linear_transpose(lambda x_: input_gradient_op(x_, feedback), x)(dy)
   (dkernel,) = jax.linear_transpose(lambda k_: op(x, k_), feedback)(dy)
   return dx, dkernel, None
 

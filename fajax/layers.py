@@ -232,7 +232,8 @@ class FeedbackConv(nnx.Module):
         preferred_element_type=self.preferred_element_type,
     )
     y = kernel_lib.feedback_op(op, x, kernel, feedback.astype(kernel.dtype),
-                               functools.partial(op, forward_only=True))
+                               functools.partial(op, forward_only=True),
+                               functools.partial(op, input_gradient_only=True))
     if bias is not None:
       y = y + bias
     return tapped_output(self, y.reshape(*batch_shape, *y.shape[1:]))

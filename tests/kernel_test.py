@@ -1,6 +1,7 @@
 """The feedback kernel against independently computed known answers."""
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -214,6 +215,43 @@ def test_feedback_op_runs_its_forward_only_op_only_where_not_differentiated():
   dx, dw = pullback(jnp.ones_like(y))
   np.testing.assert_allclose(dx, jnp.ones_like(y) @ b.T, rtol=1e-5)
   np.testing.assert_allclose(dw, x.T @ jnp.ones_like(y), rtol=1e-5)
+
+
+def test_feedback_op_computes_the_input_gradient_by_its_input_gradient_op_only():
+  _, x, w, b = _dense_case()
+  doubled = lambda x, w: 2 * kernel.dense(x, w)  # told apart from the op by its values
+  y, pullback = jax.vjp(
+      lambda x, w: kernel.feedback_op(kernel.dense, x, w, b, input_gradient_op=doubled), x, w)
+  np.testing.assert_allclose(y, kernel.dense(x, w), rtol=1e-6)
+  dx, dw = pullback(jnp.ones_like(y))
+  np.testing.assert_allclose(dx, 2 * jnp.ones_like(y) @ b.T, rtol=1e-5)
+  np.testing.assert_allclose(dw, x.T @ jnp.ones_like(y), rtol=1e-5)
+
+
+@pytest.mark.skipif(jax.default_backend() != 'cpu', reason='the banded formulation is CPU only')
+def test_an_input_gradient_alone_takes_the_banded_route_for_lenet5s_conv2_at_large_batches():
+  def input_gradient(x, w, **settings):
+    """The shape of the weights in the matmul of the input gradient's route, checking its
+    values against the plain op's transpose."""
+    op = functools.partial(kernel.conv, input_gradient_only=True, **settings)
+    transpose = lambda dy: jax.linear_transpose(lambda x_: op(x_, w), x)(dy)[0]
+    dy = jnp.cos(jnp.arange(math.prod(jax.eval_shape(op, x, w).shape), dtype=jnp.float32))
+    dy = dy.reshape(jax.eval_shape(op, x, w).shape)
+    [*_, last] = [e for e in jax.make_jaxpr(transpose)(dy).eqns
+                  if e.primitive.name == 'dot_general']
+    expected = jax.linear_transpose(lambda x_: kernel.conv(x_, w, **settings), x)(dy)[0]
+    np.testing.assert_allclose(transpose(dy), expected, rtol=1e-5, atol=1e-4)
+    return last.invars[1].aval.shape
+
+  keys = jax.random.split(jax.random.key(3), 2)
+  w = jax.random.normal(keys[1], (5, 5, 6, 16))
+  x = jax.random.normal(keys[0], (64, 14, 14, 6))
+  # LeNet-5's conv2 at batch 64: its 5 rows of 14 against a (5·14·6) × (10·16) banded matrix.
+  assert input_gradient(x, w) == (5 * 14 * 6, 10 * 16)
+  # Not at small batches, for more outputs, or where the window is small beside the image.
+  assert input_gradient(x[:32], w) == (25 * 6, 16)
+  assert input_gradient(x, jnp.tile(w, 2)) == (25 * 6, 32)
+  assert input_gradient(jnp.tile(x, (1, 2, 2, 1)), w) == (25 * 6, 16)
 
 
 def test_b_proportional_to_w_gives_bps_backward_direction_exactly():

@@ -9,6 +9,7 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
+from jax import lax
 
 from fajax import kernel
 from fajax.general_layers import FeedbackEinsum, FeedbackLinearGeneral
@@ -44,6 +45,24 @@ def test_conv_layer_backward_uses_b():
   op = lambda x, w: kernel.conv(x, w, strides=(2, 2), padding='SAME')
   expected = jax.vjp(lambda x: op(x, layer.feedback[...]), x)[1](2 * y)[0]
   np.testing.assert_allclose(dx, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_conv_layer_takes_the_input_gradients_own_route():
+  # LeNet-5's conv2 at batch 64: the input gradient by the banded route (`kernel.conv`), the
+  # forward pass and the weight gradient by im2col; the values those of XLA's convolution.
+  layer = FeedbackConv(6, 16, (5, 5), padding='VALID', rngs=nnx.Rngs(params=0, feedback=1))
+  x = jax.random.normal(jax.random.key(2), (64, 14, 14, 6))
+  loss = lambda x: jnp.sum(jnp.sin(layer(x)))
+  matmuls = [e.invars[1].aval.shape for e in jax.make_jaxpr(jax.grad(loss))(x).eqns
+             if e.primitive.name == 'dot_general']
+  assert (5 * 14 * 6, 10 * 16) in matmuls and (25 * 6, 16) in matmuls
+  plain = lambda x, w: lax.conv_general_dilated(x, w, (1, 1), 'VALID',
+                                                dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  _, pullback = jax.vjp(lambda x: plain(x, layer.feedback[...]), x)
+  expected = pullback(jnp.cos(layer(x)))[0]
+  np.testing.assert_allclose(jax.grad(loss)(x), expected, rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(layer(x), plain(x, layer.kernel[...]) + layer.bias[...],
+                             rtol=1e-5, atol=1e-5)
 
 
 def test_optimizer_over_params_never_touches_b():
