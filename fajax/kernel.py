@@ -119,21 +119,18 @@ def _im2col_conv(x, kernel, strides, padding, rhs_dilation, precision, preferred
                precision=precision, preferred_element_type=preferred_element_type)
 
 
-def _banded_is_faster(x: jax.Array, kernel: jax.Array, padding_w: tuple[int, int],
-                      strides: tuple[int, ...], rhs_dilation: tuple[int, ...]) -> bool:
+# The banded route is for undilated stride-1 convolutions only, which `conv` checks first.
+def _banded_is_faster(x: jax.Array, kernel: jax.Array, padding_w: tuple[int, int]) -> bool:
   _, _, in_features, out_features = kernel.shape
   return (in_features == 1 and out_features <= BANDED_MAX_OUTPUT_FEATURES
-          and strides == (1, 1) and rhs_dilation == (1, 1)
           and x.shape[2] + sum(padding_w) <= BANDED_MAX_INPUT_WIDTH)
 
 
-def _banded_input_gradient_is_faster(x: jax.Array, kernel: jax.Array, padding_w: tuple[int, int],
-                                     strides: tuple[int, ...],
-                                     rhs_dilation: tuple[int, ...]) -> bool:
+def _banded_input_gradient_is_faster(x: jax.Array, kernel: jax.Array,
+                                     padding_w: tuple[int, int]) -> bool:
   window_w, out_features = kernel.shape[1], kernel.shape[3]
   return (out_features <= BANDED_GRADIENT_MAX_OUTPUT_FEATURES
           and x.shape[0] >= BANDED_GRADIENT_MIN_BATCH
-          and strides == (1, 1) and rhs_dilation == (1, 1)
           and x.shape[2] + sum(padding_w) <= BANDED_GRADIENT_MAX_WINDOWS_ACROSS * window_w)
 
 
@@ -220,13 +217,13 @@ def conv(
   dilated_window = tuple((k - 1) * d + 1 for k, d in zip(kernel.shape[:2], rhs_dilation))
   pads = (lax.padtype_to_pads(x.shape[1:3], dilated_window, strides, padding)
           if isinstance(padding, str) else padding)
-  if _banded_is_faster(x, kernel, pads[1], strides, rhs_dilation):
+  stride_one = strides == (1, 1) and rhs_dilation == (1, 1)  # what the banded route needs
+  if stride_one and _banded_is_faster(x, kernel, pads[1]):
     return _banded_conv(x, kernel, pads, precision, preferred_element_type)
   outputs = math.prod(jax.eval_shape(xla_conv, x, kernel).shape[:3])
   if not _im2col_is_faster(x, kernel, outputs, forward_only):
     return xla_conv(x, kernel)
-  if input_gradient_only and _banded_input_gradient_is_faster(x, kernel, pads[1], strides,
-                                                              rhs_dilation):
+  if stride_one and input_gradient_only and _banded_input_gradient_is_faster(x, kernel, pads[1]):
     return _banded_conv(x, kernel, pads, precision, preferred_element_type)
   return _im2col_conv(x, kernel, strides, padding, rhs_dilation, precision, preferred_element_type)
 

@@ -7,9 +7,8 @@ import json
 import pytest
 
 import fajax
-from fajax import column
-from fajax import experiments
 from fajax.errors import ConfigError
+from tests.fixtures import experiment_config
 from tests.fixtures import write_cifar10
 
 ONE_STEP = dict(num_train_steps=1, batch_size=4, eval_batch_size=4, eval_examples_limit=4)
@@ -20,9 +19,7 @@ def _config(experiment, diagnosed=False, **fields):
   program compiles in twice the plain one's time, so one model with residual blocks and batch
   norm (ResNet-20) is diagnosed here; the others' layers are diagnosed on LeNet-5
   (diagnostics_test)."""
-  config = column.load_config(experiments.path_of(experiment))
-  config.update(**ONE_STEP, diagnostics=diagnosed, **fields)
-  return config
+  return experiment_config(experiment, **ONE_STEP, diagnostics=diagnosed, **fields)
 
 
 @pytest.mark.parametrize('experiment,diagnosed', [

@@ -9,7 +9,9 @@ import numpy as np
 from flax import nnx
 
 import fajax
+from fajax import column
 from fajax import datasets
+from fajax import experiments
 from fajax.configs import common
 from fajax.configs import mnist
 from fajax.datasets import cifar10
@@ -91,6 +93,18 @@ def tiny_data(num_train=64, num_test=20, seed=0):
   once, so that builds on equal data share their programs: `fajax.programs`)."""
   spec = datasets.Spec(3, (8, 8, 1), scaled_to_unit)
   return datasets.InMemoryDataset.random(spec, (8, 8, 1), num_train, num_test, seed)
+
+
+def experiment_config(name, **fields):
+  """The config of the packaged experiment `name` (fajax/experiments/), fields overridden."""
+  config = column.load_config(experiments.path_of(name))
+  config.update(fields)
+  return config
+
+
+def config_flags(fields: dict) -> list[str]:
+  """`fields` as a command line's `--config.<name>=<value>` overrides."""
+  return [f'--config.{name}={value}' for name, value in fields.items()]
 
 
 def tiny_config(method='fa', **overrides):

@@ -9,9 +9,9 @@ import sys
 import pytest
 
 import fajax
-from fajax import column
-from fajax import experiments
 from fajax.errors import DivergenceError
+from tests.fixtures import config_flags
+from tests.fixtures import experiment_config
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 SMALL = dict(train_examples_limit=2048, eval_examples_limit=256)
@@ -21,13 +21,7 @@ UNDIAGNOSED = dict(diagnostics=False)
 
 
 def _config(experiment, **fields):
-  config = column.load_config(experiments.path_of(experiment))
-  config.update(**SMALL, **UNDIAGNOSED, **fields)
-  return config
-
-
-def _flags(fields: dict) -> list[str]:
-  return [f'--config.{name}={value}' for name, value in fields.items()]
+  return experiment_config(experiment, **SMALL, **UNDIAGNOSED, **fields)
 
 
 def _cli(workdir, *args, data_dir=''):
@@ -126,7 +120,7 @@ def test_a_dead_process_stops_the_others(tmp_path, mnist_data_dir):
   launcher = subprocess.Popen(
       # Its log (every 5 steps) is the sign that training runs.
       ['bash', 'launch/local.sh', '2', '1', '--', '--config=mnist_bp', f'--workdir={workdir}',
-       *_flags({**SMALL, **UNDIAGNOSED, 'num_train_steps': 100000, 'log_every_steps': 5})],
+       *config_flags({**SMALL, **UNDIAGNOSED, 'num_train_steps': 100000, 'log_every_steps': 5})],
       cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
       env={**os.environ, 'FAJAX_DATA_DIR': mnist_data_dir,
            'FAJAX_LAUNCH_LOGS': str(tmp_path / 'logs')})

@@ -10,18 +10,14 @@ import numpy as np
 import pytest
 
 import fajax
-from fajax import column
-from fajax import experiments
+from tests.fixtures import config_flags
+from tests.fixtures import experiment_config
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 # Without the alignment measures, whose diagnosed step compiles in about twice the plain one's
 # time: only the 4-device DFA run measures them, on several devices.
 SMALL = dict(train_examples_limit=2048, eval_examples_limit=512, batch_size=32,
              eval_batch_size=128, log_every_steps=1, diagnostics=False)
-
-
-def _flags(fields: dict) -> list[str]:
-  return [f'--config.{name}={value}' for name, value in fields.items()]
 
 
 def _env(devices, data_dir):
@@ -33,7 +29,7 @@ def _env(devices, data_dir):
 def _main(config, workdir, devices, data_dir, **fields):
   return subprocess.run(
       [sys.executable, '-m', 'fajax.main', f'--config={config}',
-       f'--workdir={workdir}', *_flags({**SMALL, **fields})],
+       f'--workdir={workdir}', *config_flags({**SMALL, **fields})],
       capture_output=True, text=True, cwd=REPO, env=_env(devices, data_dir), timeout=600)
 
 
@@ -41,16 +37,14 @@ def _one_device(config_name, workdir, data_dir, monkeypatch, **fields):
   """`_main` on 1 device, run in this process (the suite's processes have one CPU device): its
   final metrics."""
   monkeypatch.setenv('FAJAX_DATA_DIR', data_dir)
-  config = column.load_config(experiments.path_of(config_name))
-  config.update({**SMALL, **fields})
-  return fajax.train(config, str(workdir))
+  return fajax.train(experiment_config(config_name, **{**SMALL, **fields}), str(workdir))
 
 
 def _launch(config, workdir, processes, devices, data_dir, **fields):
   env = {**_env(1, data_dir), 'FAJAX_LAUNCH_LOGS': str(workdir) + '_logs'}
   return subprocess.run(
       ['bash', 'launch/local.sh', str(processes), str(devices), '--',
-       f'--config={config}', f'--workdir={workdir}', *_flags({**SMALL, **fields})],
+       f'--config={config}', f'--workdir={workdir}', *config_flags({**SMALL, **fields})],
       capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
 
 
@@ -137,7 +131,7 @@ def test_a_sigterm_stops_every_process_at_one_step_and_the_run_resumes_bit_for_b
           '--config.log_every_steps=20', '--config.checkpoint_every_steps=20']
   run = lambda name, fault='': subprocess.run(
       ['bash', 'launch/local.sh', '2', '1', '--', *args, f'--workdir={tmp_path / name}',
-       *_flags(SMALL)],
+       *config_flags(SMALL)],
       capture_output=True, text=True, cwd=REPO, timeout=600,
       env={**_env(1, mnist_data_dir), 'FAJAX_FAULT': fault,
            'FAJAX_LAUNCH_LOGS': str(tmp_path / f'{name}_logs')})

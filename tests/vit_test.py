@@ -8,12 +8,10 @@ import pytest
 from flax import nnx
 
 import fajax
-from fajax import column
-from fajax import experiments
 from fajax import models
 from fajax.convert import FEEDBACK_LAYERS, unconverted_layers
 from fajax.models.vit import VisionTransformer
-from tests.fixtures import random_mnist, single, tiny_config, tiny_data
+from tests.fixtures import experiment_config, random_mnist, single, tiny_config, tiny_data
 
 VIT_EXPERIMENTS = ('mnist_vit_bp', 'mnist_vit_fa', 'mnist_vit_fa_usf_sn', 'mnist_vit_dfa')
 
@@ -73,8 +71,8 @@ def test_vit_tiny_is_converted_and_tapped_at_every_layer_input_but_the_patch_emb
     pytest.param(name, marks=() if name == 'mnist_vit_dfa' else pytest.mark.slow)
     for name in VIT_EXPERIMENTS])
 def test_each_vit_experiment_takes_a_real_training_step(name):
-  config = column.load_config(experiments.path_of(name))
-  config.update(batch_size=8, eval_batch_size=8, num_train_steps=1, warmup_steps=0)
+  config = experiment_config(name, batch_size=8, eval_batch_size=8, num_train_steps=1,
+                             warmup_steps=0)
   experiment = fajax.build(config, data=random_mnist(num_train=8, num_test=8))
   start = single(experiment.state)
   state, metrics = experiment.train_step(

@@ -66,8 +66,9 @@ def read_idx(path: str, magic: int, count: int) -> np.ndarray:
 
 def _read_idx_stream(f, path: str, magic: int, count: int) -> np.ndarray:
   ndim = magic & 0xFF
-  header = f.read(4 * (1 + ndim))
-  if len(header) < 4 * (1 + ndim):
+  header_size = 4 * (1 + ndim)
+  header = f.read(header_size)
+  if len(header) < header_size:
     raise DataError(f'{path} is too short to be an IDX file ({len(header)} bytes)')
   found_magic = int.from_bytes(header[:4], 'big')
   if found_magic != magic:
