@@ -9,7 +9,6 @@ import numpy as np
 from flax import nnx
 
 import fajax
-from fajax import column
 from fajax import datasets
 from fajax import experiments
 from fajax.configs import common
@@ -97,6 +96,9 @@ def tiny_data(num_train=64, num_test=20, seed=0):
 
 def experiment_config(name, **fields):
   """The config of the packaged experiment `name` (fajax/experiments/), fields overridden."""
+  # Imported here: fajax.column defines its command's required flags on import, which a
+  # command started from a script that imports this module (tests/tiny_run.py) would demand.
+  from fajax import column  # pylint: disable=g-import-not-at-top
   config = column.load_config(experiments.path_of(name))
   config.update(fields)
   return config
