@@ -1,10 +1,14 @@
 """What the command lines share: the `fajax` command, experiment names and where the
 compilation cache lives."""
 
+import gc
 import sys
+import types
+import weakref
 
 import jax
 import pytest
+from absl import logging
 
 from fajax import cli
 from fajax import command
@@ -42,6 +46,38 @@ def test_the_commands_cache_every_program_unless_told_otherwise(monkeypatch):
     assert getattr(jax.config, option) == 3.0
   finally:
     jax.config.update(option, before)
+
+
+def test_a_command_frees_its_garbage_then_leaves_what_its_imports_made_out_of_collections(
+    monkeypatch):
+  class Node:
+    pass
+
+  cycle, kept = Node(), Node()
+  cycle.self = cycle  # garbage only a collection frees
+  freed = weakref.ref(cycle)
+  del cycle
+  seen = {}
+
+  def body():
+    seen['frozen'] = gc.get_freeze_count()
+    seen['kept is collected'] = any(o is kept for o in gc.get_objects())
+
+  # The process-wide settings that are not this test's subject stay as the session has them,
+  # and so do its flags (other tests' modules define required ones): the command's body runs
+  # as absl would run it, on an empty command line.
+  monkeypatch.setattr(cli.host_memory, 'retain_freed_buffers', lambda: None)
+  monkeypatch.setattr(cli, 'use_compilation_cache', lambda flag_value: None)
+  monkeypatch.setattr(cli, '_COMPILATION_CACHE_DIR', types.SimpleNamespace(value=None))
+  monkeypatch.setattr(cli.app, 'run', lambda main, flags_parser: main(['fajax train']))
+  verbosity = logging.get_verbosity()
+  try:
+    cli.run(body)
+  finally:
+    gc.unfreeze()
+    logging.set_verbosity(verbosity)
+  assert freed() is None
+  assert seen['frozen'] > 0 and not seen['kept is collected']
 
 
 def test_an_experiment_name_becomes_its_packaged_file_and_a_path_stays_as_given():

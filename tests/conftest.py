@@ -1,3 +1,4 @@
+import gc
 import os
 import pathlib
 import socket
@@ -16,6 +17,12 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 os.environ['XLA_FLAGS'] = (f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0"
                            ' --xla_cpu_use_fusion_emitters=false'
                            ' --xla_cpu_parallel_codegen_split_count=1')
+
+# A worker traces hundreds of programs and holds their objects (about 700k at the end):
+# Python's default thresholds (700, 10, 10) ran 18 full collections over them and 5.2 s of
+# collections in steps, kernel and models tests; these run 4 and 1.5 s (BUILD_NOTES.md, "Tests
+# and CI time").
+gc.set_threshold(10_000, 20, 20)
 
 
 @pytest.fixture(scope='session', autouse=True)
