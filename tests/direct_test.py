@@ -13,7 +13,7 @@ from fajax.errors import ConfigError
 from fajax.layers import FeedbackDense, default_kernel_init
 from fajax.models import common
 from fajax.models.common import relu_then_pool
-from tests.fixtures import mlp_batch, mlp_by_hand
+from tests.fixtures import STRIDED_SLICE, mlp_batch, mlp_by_hand
 
 
 class TinyNet(nnx.Module):
@@ -206,4 +206,4 @@ def test_a_tap_computes_its_activation_by_the_route_its_backward_pass_recomputes
   act = lambda a: common.max_pool(jax.nn.relu(a), 2, 2)
   loss = lambda a: jnp.sum(direct._tap(act, 'conv', (direct.ADJACENT,), a, {}, {})[0] ** 2)
   lowered = jax.jit(jax.grad(loss)).lower(jnp.ones((2, 4, 4, 3))).as_text()
-  assert 'reduce' in lowered and 'stablehlo.slice' not in lowered
+  assert 'reduce' in lowered and not STRIDED_SLICE.search(lowered)

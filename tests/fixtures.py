@@ -1,6 +1,7 @@
 """Small datasets, in memory or written in the real on-disk formats, and built experiments."""
 
 import pickle
+import re
 import struct
 
 import jax
@@ -16,6 +17,11 @@ from fajax.configs import mnist
 from fajax.datasets import cifar10
 from fajax.datasets import mnist as mnist_data
 from fajax.layers import default_kernel_init
+
+
+# A strided slice in lowered StableHLO ([start:limit:stride] on some axis): pooling's forward-only
+# route, the maximum of strided views (`fajax.models.common.max_pool`).
+STRIDED_SLICE = re.compile(r'stablehlo\.slice [^\n]*\d:\d+:\d')
 
 
 def idx_bytes(magic, array):

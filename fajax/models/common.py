@@ -12,13 +12,14 @@ from fajax.layers import FeedbackConv
 
 
 def max_pool(x: jax.Array, window: int, stride: int, padding: str = 'VALID') -> jax.Array:
-  """Max over `window`×`window` windows (NHWC); the values and gradients of `nnx.max_pool`.
+  """Max over `window`×`window` windows (NHWC); the values of `nnx.max_pool`, and its gradients
+  where the windows do not overlap.
 
   Written so that XLA's CPU backward pass is fast (BUILD_NOTES.md, "Speed (issue 7)"):
-  non-overlapping windows as a reduction over a reshape, overlapping ones over rows, then over
-  columns, as the maximum of strided views; `nnx.max_pool`'s select-and-scatter backward is
-  1.4–6× slower. Non-overlapping windows that nothing differentiates (an evaluation) are
-  strided views too.
+  non-overlapping windows as a reduction over a reshape, whose gradient goes to each window's
+  first maximum as `nnx.max_pool`'s select-and-scatter sends it (`_tiled_max_pool`);
+  overlapping ones over rows, then over columns, as the maximum of strided views, whose
+  gradient is split between equal maxima. `nnx.max_pool`'s backward is 1.4–6× slower.
   """
   _, height, width, _ = x.shape
   if window == stride and padding == 'VALID' and height % window == width % window == 0:
@@ -33,9 +34,9 @@ def _max_of_views(x, window, stride, padding):
   return x
 
 
-def _reshaped_max(x, window):
+def _windows(x, window):
   n, height, width, channels = x.shape
-  return x.reshape(n, height // window, window, width // window, window, channels).max((2, 4))
+  return x.reshape(n, height // window, window, width // window, window, channels)
 
 
 # Non-overlapping windows, differentiated, as the reduction over a reshape; where nothing
@@ -50,12 +51,27 @@ def _tiled_max_pool(x, window):
 
 
 def _tiled_max_pool_fwd(x, window):
-  return jax.vjp(lambda x: _reshaped_max(x, window), x)
+  y = _windows(x, window).max((2, 4))
+  return y, (x, y)
 
 
-def _tiled_max_pool_bwd(window, pullback, dy):
-  del window
-  return pullback(dy)
+def _tiled_max_pool_bwd(window, residuals, dy):
+  """dy to the first maximum of each window in row-major order, as `nnx.max_pool`'s
+  select-and-scatter sends it; zero elsewhere. One elementwise pass per window position: the
+  gradient of the reduction (split between equal maxima, whose counts it sums) took 3.2 ms at
+  LeNet-5's conv1 at batch 128, this 0.8 (BUILD_NOTES.md, "fajax against PyTorch on one CPU")."""
+  x, y = residuals
+  windows = _windows(x, window)
+  taken = jnp.zeros(y.shape, bool)
+  rows = []
+  for i in range(window):
+    row = []
+    for j in range(window):
+      first = (windows[:, :, i, :, j, :] == y) & ~taken
+      taken = taken | first
+      row.append(jnp.where(first, dy, jnp.zeros_like(dy)))
+    rows.append(jnp.stack(row, axis=3))  # [n, h', w', window, c]
+  return (jnp.stack(rows, axis=2).reshape(x.shape),)
 
 
 _tiled_max_pool.defvjp(_tiled_max_pool_fwd, _tiled_max_pool_bwd)
