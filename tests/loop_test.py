@@ -1,6 +1,8 @@
 """The training loop: the schedule of calls, divergence reports, and the same losses as before
 `fajax.build` existed."""
 
+import collections
+import dataclasses
 import json
 import pathlib
 import re
@@ -58,6 +60,49 @@ def test_calls_fill_the_steps_up_to_a_stop(steps_per_call, diagnose, calls):
     made.append(loop.steps_in_next_call(step, 10, steps_per_call, diagnose))
     step += made[-1]
   assert made == calls
+
+
+@pytest.mark.parametrize('total,intervals,steps_per_call,diagnostics,diagnose', [
+    (1875, [100, 1875, 1875], 33, True, True),  # one MNIST epoch: 8 lone steps before 1875
+    (1875, [100, 1875, 1875], 33, False, False),  # nothing diagnoses
+    (1875, [100, 1875, 1875], 1, True, False),  # every step is lone
+    (18750, [100, 1875, 18750], 33, True, False),  # ten epochs: each evaluation leaves some
+])
+def test_lone_steps_take_the_diagnosing_program_only_where_a_stack_holds_them_all(
+    total, intervals, steps_per_call, diagnostics, diagnose):
+  assert loop.lone_steps_diagnose(total, intervals, 100, steps_per_call, diagnostics) == diagnose
+
+
+@pytest.mark.parametrize('num_train_steps,calls', [
+    (10, {'train_steps': 2, 'diagnose_step': 4}),  # steps 4 and 9 lone, 5 and 10 diagnosed
+    (20, {'train_steps': 4, 'train_step': 4, 'diagnose_step': 4}),  # 4 lone: more than a stack
+])
+def test_a_run_with_few_lone_steps_compiles_no_plain_step(num_train_steps, calls, monkeypatch):
+  made = collections.Counter()
+
+  def counting_build(*args, **kwargs):
+    built = experiment.build(*args, **kwargs)
+
+    def counted(name):
+      def call(*call_args):
+        made[name] += 1
+        return getattr(built, name)(*call_args)
+      return call
+
+    return dataclasses.replace(built, **{name: counted(name) for name in calls_of_steps})
+
+  calls_of_steps = ('train_step', 'diagnose_step', 'train_steps')
+  monkeypatch.setattr(loop, 'build', counting_build)
+  config = tiny_config(num_train_steps=num_train_steps, log_every_steps=5, steps_per_call=3,
+                       eval_every_epochs=100)
+  first = fajax.train(config, model=TinyMLP(rngs=nnx.Rngs(0)), data=tiny_data())
+  assert made == calls
+  # The diagnosing program steps as the plain one does, bit for bit.
+  monkeypatch.setattr(loop, 'lone_steps_diagnose', lambda *args: False)
+  made.clear()
+  plain = fajax.train(config, model=TinyMLP(rngs=nnx.Rngs(0)), data=tiny_data())
+  assert made['train_step'] == num_train_steps // 5  # one lone step per interval
+  assert plain['replicas'] == first['replicas']
 
 
 def test_divergence_is_said_per_replica_and_ends_the_run_only_when_all_diverged():
