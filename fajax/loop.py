@@ -57,8 +57,8 @@ def lone_steps_diagnose(total_steps: int, stop_intervals: list[int], log_every_s
   It computes the same step bit for bit (LeNet-5, every MNIST method: checked) and measures the
   alignment besides, ≈ 2 ms more a step on LeNet-5. A run that diagnoses, stacks its calls and
   has no more lone steps than one stack holds (the remainder before the last stop of a
-  one-epoch MNIST run: 8) then compiles one step program fewer: 0.4 s of the warm command,
-  more than a second cold (BUILD_NOTES.md, "fajax against PyTorch on one CPU"). Counted over
+  one-epoch MNIST run: 8) then compiles one step program fewer: the command 0.3 s faster warm,
+  1.6–3 s cold (BUILD_NOTES.md, "fajax against PyTorch on one CPU"). Counted over
   the whole run from step 0, so that a resumed run takes the programs of an uninterrupted one.
   """
   if not diagnostics or steps_per_call == 1:
