@@ -34,6 +34,7 @@ def next_stop(step: int, stop_intervals: list[int]) -> int:
 
 
 def logs_at(stop: int, log_every_steps: int, total_steps: int) -> bool:
+  """Whether metrics are logged at `stop` (always at the run's last step)."""
   return stop % log_every_steps == 0 or stop == total_steps
 
 

@@ -20,8 +20,8 @@ os.environ['XLA_FLAGS'] = (f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_opt
 
 # A worker traces hundreds of programs and holds their objects (about 700k at the end):
 # Python's default thresholds (700, 10, 10) ran 18 full collections over them and 5.2 s of
-# collections in steps, kernel and models tests; these run 4 and 1.5 s (BUILD_NOTES.md, "Tests
-# and CI time").
+# collections in steps, kernel and models tests; these ran 4 full collections and 1.5 s
+# (BUILD_NOTES.md, "Tests and CI time").
 gc.set_threshold(10_000, 20, 20)
 
 

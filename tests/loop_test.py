@@ -79,6 +79,7 @@ def test_lone_steps_take_the_diagnosing_program_only_where_a_stack_holds_them_al
 ])
 def test_a_run_with_few_lone_steps_compiles_no_plain_step(num_train_steps, calls, monkeypatch):
   made = collections.Counter()
+  calls_of_steps = ('train_step', 'diagnose_step', 'train_steps')
 
   def counting_build(*args, **kwargs):
     built = experiment.build(*args, **kwargs)
@@ -91,7 +92,6 @@ def test_a_run_with_few_lone_steps_compiles_no_plain_step(num_train_steps, calls
 
     return dataclasses.replace(built, **{name: counted(name) for name in calls_of_steps})
 
-  calls_of_steps = ('train_step', 'diagnose_step', 'train_steps')
   monkeypatch.setattr(loop, 'build', counting_build)
   config = tiny_config(num_train_steps=num_train_steps, log_every_steps=5, steps_per_call=3,
                        eval_every_epochs=100)
