@@ -203,3 +203,11 @@ def test_replica_batches_follow_each_replicas_seed():
     for (images, labels), (own_images, own_labels) in zip(stacked, alone):
       np.testing.assert_array_equal(images[replica], own_images)
       np.testing.assert_array_equal(labels[replica], own_labels)
+
+
+@pytest.mark.parametrize('shape,dtype', [((7,), np.uint8), ((3, 5, 2), np.int32), ((60, 28, 28), np.float32)])
+def test_an_aligned_array_starts_on_the_boundary_the_cpu_client_takes_in_place(shape, dtype):
+  for _ in range(5):  # NumPy's own arrays start on various smaller boundaries
+    array = datasets.base.aligned_empty(shape, dtype)
+    assert array.shape == shape and array.dtype == dtype and array.flags.c_contiguous
+    assert array.ctypes.data % datasets.base.HOST_ALIGNMENT == 0

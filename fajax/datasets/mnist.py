@@ -79,7 +79,9 @@ def _read_idx_stream(f, path: str, magic: int, count: int) -> np.ndarray:
   dims = [int.from_bytes(header[4 * (i + 1) : 4 * (i + 2)], 'big') for i in range(ndim)]
   if dims[0] != count:
     raise DataError(f'{path} holds {dims[0]} items, expected {count}')
-  array: np.ndarray = np.empty(dims, np.uint8)
+  # Aligned, so that the device holds the same memory rather than a copy (`base.aligned_empty`);
+  # read-only once filled, since it is shared.
+  array = base.aligned_empty(tuple(dims), np.uint8)
   view, found = array.reshape(-1).data, 0  # one byte per element: uint8
   while found < array.size and (read := f.readinto(view[found:found + _READ_BYTES])):
     found += read
@@ -89,6 +91,7 @@ def _read_idx_stream(f, path: str, magic: int, count: int) -> np.ndarray:
         f'{path} has {found} bytes of data, expected {array.size} for shape '
         f'{tuple(dims)}: the file is truncated or padded'
     )
+  array.flags.writeable = False
   return array
 
 
