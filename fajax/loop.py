@@ -10,6 +10,8 @@ is also why a signal may stop the run after any call (`fajax.preemption`) and
 
 import sys
 import time
+from collections.abc import Iterator
+from typing import NamedTuple
 
 import jax
 import ml_collections
@@ -28,16 +30,6 @@ from fajax.caller_objects import describe as describe_caller_objects
 from fajax.experiment import build
 
 
-def next_stop(step: int, stop_intervals: list[int]) -> int:
-  """The first step after `step` at which something is logged, evaluated or saved."""
-  return min((step // every + 1) * every for every in stop_intervals)
-
-
-def logs_at(stop: int, log_every_steps: int, total_steps: int) -> bool:
-  """Whether metrics are logged at `stop` (always at the run's last step)."""
-  return stop % log_every_steps == 0 or stop == total_steps
-
-
 def steps_in_next_call(step: int, stop: int, steps_per_call: int, diagnose_at_stop: bool) -> int:
   """How many steps the trainer's next call runs, from `step` towards the next `stop`.
 
@@ -49,6 +41,29 @@ def steps_in_next_call(step: int, stop: int, steps_per_call: int, diagnose_at_st
   if steps_per_call > 1 and step + steps_per_call <= stop - diagnose_at_stop:
     return steps_per_call
   return 1
+
+
+class Call(NamedTuple):
+  """One call of the trainer: `steps` steps towards the next `stop` (a logging, evaluation or
+  checkpoint step)."""
+  steps: int
+  stop: int
+  logs: bool  # metrics are logged at `stop`
+  diagnosed: bool  # the lone step that ends a logging interval and measures the alignment
+
+
+def call_schedule(start: int, total_steps: int, stop_intervals: list[int],
+                  log_every_steps: int, steps_per_call: int, diagnostics: bool) -> Iterator[Call]:
+  """The trainer's calls from `start` to the run's end. They depend only on the step and the
+  config, so a resumed run makes the calls of an uninterrupted one."""
+  step = start
+  while step < total_steps:
+    stop = min((step // every + 1) * every for every in stop_intervals)
+    logs = stop % log_every_steps == 0 or stop == total_steps
+    diagnose_at_stop = logs and diagnostics
+    count = steps_in_next_call(step, stop, steps_per_call, diagnose_at_stop)
+    yield Call(count, stop, logs, diagnose_at_stop and step + count == stop)
+    step += count
 
 
 def lone_steps_diagnose(total_steps: int, stop_intervals: list[int], log_every_steps: int,
@@ -64,14 +79,13 @@ def lone_steps_diagnose(total_steps: int, stop_intervals: list[int], log_every_s
   """
   if not diagnostics or steps_per_call == 1:
     return False
-  lone = step = 0
-  while step < total_steps and lone <= steps_per_call:
-    stop = next_stop(step, stop_intervals)
-    diagnose_at_stop = logs_at(stop, log_every_steps, total_steps)
-    count = steps_in_next_call(step, stop, steps_per_call, diagnose_at_stop)
-    lone += count == 1 and not (diagnose_at_stop and step + 1 == stop)
-    step += count
-  return lone <= steps_per_call
+  lone = 0
+  for call in call_schedule(0, total_steps, stop_intervals, log_every_steps, steps_per_call,
+                            diagnostics):
+    lone += call.steps == 1 and not call.diagnosed
+    if lone > steps_per_call:
+      return False
+  return True
 
 
 def check_divergence(diverged_steps, diverged_checks, checks: list[str], replicas,
@@ -196,17 +210,13 @@ def _train(config, workdir, model, data, is_main: bool, console: progress.Consol
     calls = 0
     # A signal stops the run only where it can be resumed from: with a workdir.
     with preemption.StopRequest(active=run.saves_checkpoints) as stop_request:
-      while step < total_steps:
-        # The next stop; the calls before it may run stacked.
-        stop = next_stop(step, stop_intervals)
-        log_due = logs_at(stop, config.log_every_steps, total_steps)
-        # The last step of each logging interval also measures the layers' alignment.
-        diagnose_at_stop = log_due and config.diagnostics
-        count = steps_in_next_call(step, stop, config.steps_per_call, diagnose_at_stop)
+      for call in call_schedule(step, total_steps, stop_intervals, config.log_every_steps,
+                                config.steps_per_call, config.diagnostics):
+        stop, count = call.stop, call.steps
         profiler.before_call(step)
         if count == 1:
-          step_fn = (experiment.diagnose_step if diagnose_at_stop and step + 1 == stop
-                     else lone_step)
+          # The last step of each logging interval also measures the layers' alignment.
+          step_fn = experiment.diagnose_step if call.diagnosed else lone_step
           state, metrics = step_fn(state, *experiment.put_batch(*next(batches)))
         else:
           images, labels = zip(*(next(batches) for _ in range(count)))
@@ -217,13 +227,13 @@ def _train(config, workdir, model, data, is_main: bool, console: progress.Consol
         step, calls = step + count, calls + 1
         profiler.after_call(step, state)
         faults.at('step', step, step - count)
-        # Calls are those of an uninterrupted run (see steps_in_next_call), so a run stopped
+        # Calls are those of an uninterrupted run (`call_schedule`), so a run stopped
         # after any of them resumes bit for bit.
         preempted = stop_request.due(calls)
         if step < stop and not preempted:
           continue
         at_stop = step == stop
-        log_due = log_due and at_stop
+        log_due = call.logs and at_stop
         checkpoint_due = run.saves_checkpoints and (preempted or at_stop and (
             step % config.checkpoint_every_steps == 0 or step == total_steps))
 
